@@ -1,0 +1,1 @@
+"""FingerBench: model-stealing attacks and the benchmark of stolen and independent models."""

@@ -1,0 +1,166 @@
+"""The ``nf-dist`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from nf_dist import __version__
+from nf_dist.config import load_config, read_yaml
+from nf_dist.errors import NfDistError
+
+logger = logging.getLogger("nf_dist")
+
+
+def _add_config_args(parser: argparse.ArgumentParser, default_help: str) -> None:
+    parser.add_argument("--config", help=f"YAML config ({default_help})")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set lr=0.1",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nf-dist",
+        description="NaturalFinger fingerprints for proving a model was stolen.",
+    )
+    parser.add_argument("--version", action="version", version=f"nf-dist {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    quick = sub.add_parser("quickstart", help="train a small zoo and a GAN, fingerprint, verify")
+    _add_config_args(quick, "default: the built-in quickstart.yaml")
+
+    train = sub.add_parser("train", help="train a classifier from scratch on a data half")
+    _add_config_args(train, "keys of TrainJobConfig")
+
+    gan = sub.add_parser("gan", help="GAN commands")
+    gan_sub = gan.add_subparsers(dest="gan_command", required=True)
+    gan_train = gan_sub.add_parser("train", help="train a class-conditional GAN")
+    _add_config_args(gan_train, "keys of GanJobConfig")
+
+    finger = sub.add_parser("fingerprint", help="generate a NaturalFinger fingerprint set")
+    _add_config_args(finger, "keys of FingerprintJobConfig")
+
+    verify = sub.add_parser("verify", help="check suspects against a fingerprint set")
+    verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
+    verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
+    verify.add_argument(
+        "--positive", nargs="*", default=[], help="suspects known to be stolen (for ARUC)"
+    )
+    verify.add_argument(
+        "--negative", nargs="*", default=[], help="suspects known to be independent (for ARUC)"
+    )
+    verify.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="judge stolen when the matching rate is >= this (default 0.5)",
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig, format_table, run_quickstart
+
+    base = read_yaml(DEFAULT_CONFIG) if args.config is None else None
+    config = load_config(QuickstartConfig, args.config, args.overrides, base=base)
+    result = run_quickstart(config, progress=not args.no_progress)
+    print(format_table(result))
+    return 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    from nf_dist import jobs
+
+    kinds: dict[str, tuple[Any, Any]] = {
+        "train": (jobs.TrainJobConfig, jobs.run_train),
+        "gan": (jobs.GanJobConfig, jobs.run_gan),
+        "fingerprint": (jobs.FingerprintJobConfig, jobs.run_fingerprint),
+    }
+    config_cls, run = kinds[args.command]
+    config = load_config(config_cls, args.config, args.overrides)
+    result = run(config, progress=not args.no_progress)
+    if args.command == "train":
+        print(f"saved {config.output_uri} (test accuracy {result:.4f})")
+    elif args.command == "gan":
+        print(f"saved {config.output_uri} and sample grid {result}")
+    else:
+        print(f"saved {len(result)} fingerprints to {config.output_uri}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
+    from nf_dist.metrics import summarize
+    from nf_dist.models.checkpoint import load_classifier
+    from nf_dist.verify import model_oracle, verify
+
+    fingerprints = load_fingerprint_set(args.fingerprints)
+    labelled = (
+        [(s, None) for s in args.suspects]
+        + [(s, True) for s in args.positive]
+        + [(s, False) for s in args.negative]
+    )
+    if not labelled:
+        raise NfDistError("name at least one suspect checkpoint (or --positive/--negative)")
+    rows = []
+    for uri, known in labelled:
+        model, _ = load_classifier(uri)
+        verdict = verify(fingerprints, uri, model_oracle(model), args.threshold)
+        rows.append(
+            {
+                "suspect": uri,
+                "known_stolen": known,
+                "matching_rate": verdict.matching_rate,
+                "stolen": verdict.stolen,
+            }
+        )
+    positive = [r["matching_rate"] for r in rows if r["known_stolen"] is True]
+    negative = [r["matching_rate"] for r in rows if r["known_stolen"] is False]
+    metrics = summarize(positive, negative) if positive and negative else None
+    if args.json:
+        print(json.dumps({"threshold": args.threshold, "suspects": rows, "metrics": metrics}))
+        return 0
+    width = max(len(r["suspect"]) for r in rows) + 2
+    print(f"{'suspect':<{width}}{'matching rate':>14}  verdict (threshold {args.threshold})")
+    for r in rows:
+        verdict_text = "STOLEN" if r["stolen"] else "independent"
+        print(f"{r['suspect']:<{width}}{r['matching_rate']:>14.3f}  {verdict_text}")
+    if metrics is not None:
+        print(
+            f"ARUC {metrics['aruc']:.4f}  ROC AUC {metrics['roc_auc']:.4f}  "
+            f"TPR@1%FPR {metrics['tpr_at_1pct_fpr']:.3f}  "
+            f"TPR@5%FPR {metrics['tpr_at_5pct_fpr']:.3f}"
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nf-dist`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handlers = {"quickstart": _quickstart, "verify": _verify}
+    try:
+        return handlers.get(args.command, _job)(args)
+    except NfDistError as exc:
+        print(f"nf-dist: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

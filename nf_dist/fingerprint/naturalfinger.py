@@ -1,0 +1,493 @@
+"""NaturalFinger (Yang et al., IJCAI 2023), the single-process reference.
+
+Paper: "NaturalFinger: Generating Natural Fingerprint with Generative Adversarial Networks".
+Algorithm 1, step by step (details and defaults in ``../shared/paper/NOTES.md``):
+
+1. draw latents z and generator classes, keep those every positive model labels alike
+   (``select_initial``); that shared label is ``y_orig``;
+2. adversarial labels ``y_adv``: one untargeted FGSM step, majority vote of the negative models
+   (the paper; the authors' code used the positive ones, ``adversarial_label_models``);
+3. optimise z only, with SGD (momentum, Nesterov) on
+   mean_pos CW(pos(T(G(z))), y_orig) + mean_neg CW(neg(T(G(z))), y_adv) + lambda * L_D(D(G(z))),
+   mini-batched over models (4 + 4 per step), one random transformation T per step;
+4. screen: keep images that, under each of the five transformations, every positive model labels
+   ``y_orig`` and every negative model labels ``y_adv``.
+
+This module is plain torch; the sharded Ray engine reuses :func:`plan_steps` and
+:func:`model_group_loss` and must reproduce these numbers.
+
+Example:
+    >>> fingerprints = generate(generator, discriminator, positives, negatives,
+    ...                         NaturalFingerConfig(steps=200))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES, cw_loss, discriminator_loss
+from nf_dist.fingerprint.transforms import (
+    TRANSFORM_NAMES,
+    TransformSpec,
+    apply_transform,
+    sample_params,
+    sample_transform,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NaturalFingerConfig:
+    """Settings of one NaturalFinger generation (defaults: the paper's, NOTES.md).
+
+    Attributes:
+        num_fingerprints: fingerprints kept after screening (paper: 100).
+        num_candidates: latents drawn for initial-sample selection (authors: ~10 per fingerprint).
+        num_optimised: initial samples that enter optimisation (more survive screening).
+        steps: optimisation steps; each step sees one mini-batch of models.
+        lr, momentum, nesterov: SGD on the latents (paper lr 0.5; Nesterov from the code).
+        lambda_d: weight of the discriminator term (paper 0.5).
+        k: CW confidence (paper 50).
+        positives_per_step, negatives_per_step: the model mini-batch (paper 4 + 4).
+        fgsm_epsilon: FGSM step for adversarial labels (8/255).
+        adversarial_label_models: whose FGSM votes make y_adv (paper: negative; code: positive).
+        discriminator_loss: see :data:`DISCRIMINATOR_LOSSES` (default: the generator-side hinge).
+        discriminator_label: class given to D: ``generator`` (G's own) or ``random`` (the code's).
+        adversarial_labels: trick 1; off draws a random label different from y_orig.
+        input_transforms: trick 2; off applies the identity only.
+        discriminator: trick 3; off drops the discriminator term.
+        batch_size: images per forward pass in selection, labelling and screening.
+        seed: seeds latents, labels, the model schedule and the transformations.
+    """
+
+    num_fingerprints: int = 100
+    num_candidates: int = 1000
+    num_optimised: int = 300
+    steps: int = 1000
+    lr: float = 0.5
+    momentum: float = 0.9
+    nesterov: bool = True
+    lambda_d: float = 0.5
+    k: float = 50.0
+    positives_per_step: int = 4
+    negatives_per_step: int = 4
+    fgsm_epsilon: float = 8 / 255
+    adversarial_label_models: Literal["negative", "positive"] = "negative"
+    discriminator_loss: str = "generator_hinge"
+    discriminator_label: Literal["generator", "random"] = "generator"
+    adversarial_labels: bool = True
+    input_transforms: bool = True
+    discriminator: bool = True
+    batch_size: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "num_fingerprints",
+            "num_candidates",
+            "num_optimised",
+            "positives_per_step",
+            "negatives_per_step",
+            "batch_size",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"fingerprint.{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.steps < 0 or self.lr <= 0 or self.k <= 0 or self.lambda_d < 0:
+            raise ConfigError(
+                "fingerprint: steps >= 0, lr > 0, k > 0 and lambda_d >= 0 are required"
+            )
+        if self.discriminator_loss not in DISCRIMINATOR_LOSSES:
+            raise ConfigError(
+                f"fingerprint.discriminator_loss must be one of {DISCRIMINATOR_LOSSES}"
+            )
+        if self.num_optimised > self.num_candidates:
+            raise ConfigError("fingerprint.num_optimised cannot exceed fingerprint.num_candidates")
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one optimisation step uses: model indices, transformation, D's labels seed."""
+
+    positives: tuple[int, ...]
+    negatives: tuple[int, ...]
+    transform: TransformSpec
+    label_seed: int
+
+
+@dataclass
+class GenerationHistory:
+    """Per-step loss terms and the share of images at their targets."""
+
+    loss: list[float] = field(default_factory=list)
+    positive: list[float] = field(default_factory=list)
+    negative: list[float] = field(default_factory=list)
+    disc: list[float] = field(default_factory=list)
+    success: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def frozen(models: Sequence[nn.Module]) -> Iterator[None]:
+    """Eval mode and no parameter gradients for ``models``, restored afterwards."""
+    states = [[p.requires_grad for p in m.parameters()] for m in models]
+    modes = [m.training for m in models]
+    for model in models:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for model, flags, mode in zip(models, states, modes):
+            model.train(mode)
+            for p, flag in zip(model.parameters(), flags):
+                p.requires_grad_(flag)
+
+
+def _batched(fn, count: int, batch_size: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return torch.cat(
+        [fn(slice(i, min(i + batch_size, count))) for i in range(0, count, batch_size)]
+    )
+
+
+@torch.no_grad()
+def generate_images(
+    generator: nn.Module, z: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """G(z, y) in chunks: ``(N, 3, 32, 32)`` in [0, 1]."""
+    return _batched(lambda s: generator(z[s], y[s]), len(z), batch_size)
+
+
+@torch.no_grad()
+def predictions(models: Sequence[nn.Module], images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Top-1 labels of every model: ``(num_models, N)``."""
+    return torch.stack(
+        [_batched(lambda s, m=m: m(images[s]).argmax(1), len(images), batch_size) for m in models]
+    )
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Round to 8-bit levels, as the images will be stored and seen by suspects."""
+    return torch.round(images.clamp(0, 1) * 255) / 255
+
+
+def draw_candidates(
+    z_dim: int, num_classes: int, config: NaturalFingerConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents ``(num_candidates, z_dim)`` ~ N(0, I) and generator classes, from the seed."""
+    gen = torch.Generator().manual_seed(config.seed)
+    z = torch.randn(config.num_candidates, z_dim, generator=gen)
+    y = torch.randint(0, num_classes, (config.num_candidates,), generator=gen)
+    return z, y
+
+
+def select_initial(
+    generator: nn.Module,
+    positives: Sequence[nn.Module],
+    z: torch.Tensor,
+    y: torch.Tensor,
+    config: NaturalFingerConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep candidates every positive model labels alike; returns (z, y_gen, y_orig).
+
+    Raises:
+        FingerprintError: no candidate passes (the generator or the positives are too poor).
+    """
+    images = generate_images(generator, z, y, config.batch_size)
+    votes = predictions(positives, images, config.batch_size)
+    agree = (votes == votes[0]).all(dim=0)
+    chosen = torch.nonzero(agree).squeeze(1)[: config.num_optimised]
+    logger.info(
+        "initial selection: %d of %d candidates agree on all %d positives",
+        int(agree.sum()),
+        len(z),
+        len(positives),
+    )
+    if len(chosen) == 0:
+        raise FingerprintError(
+            "no candidate image is labelled alike by every positive model; raise "
+            "fingerprint.num_candidates or train the generator and positives longer"
+        )
+    if len(chosen) < config.num_optimised:
+        logger.warning("only %d initial samples (asked for %d)", len(chosen), config.num_optimised)
+    return z[chosen], y[chosen], votes[0, chosen]
+
+
+def fgsm_labels(
+    generator: nn.Module,
+    models: Sequence[nn.Module],
+    z: torch.Tensor,
+    y_gen: torch.Tensor,
+    y_orig: torch.Tensor,
+    config: NaturalFingerConfig,
+    num_classes: int,
+) -> torch.Tensor:
+    """Adversarial labels: the majority label of ``models`` on their FGSM images of G(z).
+
+    One untargeted FGSM step of size ``fgsm_epsilon`` away from ``y_orig`` per model,
+    cross-entropy, clipped to [0, 1]; ties go to the smaller class index.
+    """
+    images = generate_images(generator, z, y_gen, config.batch_size)
+    votes = torch.zeros(len(z), num_classes, dtype=torch.long)
+    for model in models:
+        for start in range(0, len(z), config.batch_size):
+            part = slice(start, start + config.batch_size)
+            x = images[part].clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(model(x), y_orig[part])
+            (grad,) = torch.autograd.grad(loss, x)
+            adversarial = (x + config.fgsm_epsilon * grad.sign()).clamp(0, 1)
+            with torch.no_grad():
+                label = model(adversarial).argmax(1)
+            votes[part] += nn.functional.one_hot(label, num_classes)
+    return votes.argmax(1)
+
+
+def random_labels(y_orig: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A uniformly random label different from ``y_orig`` (the ablation without trick 1)."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    offset = torch.randint(1, num_classes, y_orig.shape, generator=gen)
+    return (y_orig + offset) % num_classes
+
+
+def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig) -> list[StepPlan]:
+    """The whole schedule: per step, model mini-batches, transformation and D-label seed.
+
+    Every epoch shuffles the positive and the negative models separately and walks through them
+    ``positives_per_step`` + ``negatives_per_step`` at a time; the shorter list wraps around.
+    """
+    rng = np.random.default_rng(config.seed + 2)
+    names = TRANSFORM_NAMES if config.input_transforms else ("identity",)
+    plans: list[StepPlan] = []
+    while len(plans) < config.steps:
+        pos_order, neg_order = rng.permutation(num_positive), rng.permutation(num_negative)
+        pos_chunks = [
+            pos_order[i : i + config.positives_per_step]
+            for i in range(0, num_positive, config.positives_per_step)
+        ]
+        neg_chunks = [
+            neg_order[i : i + config.negatives_per_step]
+            for i in range(0, num_negative, config.negatives_per_step)
+        ]
+        for i in range(max(len(pos_chunks), len(neg_chunks))):
+            if len(plans) == config.steps:
+                break
+            plans.append(
+                StepPlan(
+                    positives=tuple(int(j) for j in pos_chunks[i % len(pos_chunks)]),
+                    negatives=tuple(int(j) for j in neg_chunks[i % len(neg_chunks)]),
+                    transform=sample_transform(rng, names),
+                    label_seed=int(rng.integers(0, 2**31 - 1)),
+                )
+            )
+    return plans
+
+
+def model_group_loss(
+    models: Sequence[nn.Module], images: torch.Tensor, target: torch.Tensor, k: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over ``models`` of the mean CW loss, and per model the share of images at target.
+
+    Returns:
+        ``(sum of per-model mean losses, (num_models,) success shares)``. Callers divide the sum
+        by the step's model count, so shards can add their partial sums.
+    """
+    total = images.new_zeros(())
+    hits = []
+    for model in models:
+        logits = model(images)
+        total = total + cw_loss(logits, target, k).mean()
+        hits.append((logits.argmax(1) == target).float().mean().detach())
+    return total, torch.stack(hits) if hits else images.new_zeros(0)
+
+
+def discriminator_labels(
+    plan: StepPlan, y_gen: torch.Tensor, num_classes: int, config: NaturalFingerConfig
+) -> torch.Tensor:
+    """The class labels given to D this step."""
+    if config.discriminator_label == "generator":
+        return y_gen
+    gen = torch.Generator().manual_seed(plan.label_seed)
+    return torch.randint(0, num_classes, y_gen.shape, generator=gen)
+
+
+def screen(
+    images: torch.Tensor,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    y_orig: torch.Tensor,
+    y_adv: torch.Tensor,
+    config: NaturalFingerConfig,
+) -> torch.Tensor:
+    """Boolean mask of images that pass under every one of the five transformations."""
+    rng = np.random.default_rng(config.seed + 3)
+    keep = y_orig != y_adv
+    for name in TRANSFORM_NAMES:
+        transformed = apply_transform(images, sample_params(name, rng))
+        keep &= (predictions(positives, transformed, config.batch_size) == y_orig).all(dim=0)
+        keep &= (predictions(negatives, transformed, config.batch_size) == y_adv).all(dim=0)
+    return keep
+
+
+def generate(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    config: NaturalFingerConfig,
+    *,
+    z_dim: int,
+    num_classes: int = 10,
+    progress: bool = True,
+) -> FingerprintSet:
+    """Run NaturalFinger end to end on one process.
+
+    Args:
+        generator: G(z, y) -> ``(N, 3, 32, 32)`` in [0, 1].
+        discriminator: D(x, y) -> ``(N,)`` scores, real high.
+        positives: models derived from the owner's (white-box).
+        negatives: independent models (white-box).
+        config: see :class:`NaturalFingerConfig`.
+        z_dim: the generator's latent size.
+        num_classes: number of classes.
+        progress: show a progress bar.
+
+    Returns:
+        The screened fingerprint set (at most ``num_fingerprints``), with the optimisation history
+        in ``info``.
+
+    Raises:
+        FingerprintError: no initial sample, a non-finite loss, or nothing survives screening.
+    """
+    if not positives or not negatives:
+        raise ConfigError("NaturalFinger needs at least one positive and one negative model")
+    started = time.perf_counter()
+    with frozen([generator, discriminator, *positives, *negatives]):
+        z0, y_gen, y_orig = select_initial(
+            generator, positives, *draw_candidates(z_dim, num_classes, config), config
+        )
+        if config.adversarial_labels:
+            voters = negatives if config.adversarial_label_models == "negative" else positives
+            y_adv = fgsm_labels(generator, voters, z0, y_gen, y_orig, config, num_classes)
+        else:
+            y_adv = random_labels(y_orig, num_classes, config.seed)
+        z, history = optimise_latents(
+            generator,
+            discriminator,
+            positives,
+            negatives,
+            z0,
+            y_gen,
+            y_orig,
+            y_adv,
+            config,
+            num_classes=num_classes,
+            progress=progress,
+        )
+        images = quantize(generate_images(generator, z, y_gen, config.batch_size))
+        keep = screen(images, positives, negatives, y_orig, y_adv, config)
+    kept = torch.nonzero(keep).squeeze(1)[: config.num_fingerprints]
+    logger.info("screening kept %d of %d optimised images", int(keep.sum()), len(z))
+    if len(kept) == 0:
+        raise FingerprintError(
+            "no optimised image passed screening; raise fingerprint.steps or num_optimised"
+        )
+    if len(kept) < config.num_fingerprints:
+        logger.warning(
+            "only %d fingerprints passed screening (asked for %d)",
+            len(kept),
+            config.num_fingerprints,
+        )
+    pixels = (images[kept] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return FingerprintSet(
+        images=np.ascontiguousarray(pixels),
+        y_orig=y_orig[kept].numpy(),
+        y_adv=y_adv[kept].numpy(),
+        latents=z[kept].numpy(),
+        gen_labels=y_gen[kept].numpy(),
+        method="naturalfinger",
+        config=asdict(config),
+        info={
+            "num_selected": len(z0),
+            "num_passed_screening": int(keep.sum()),
+            "seconds": time.perf_counter() - started,
+            "final_loss": history.loss[-1] if history.loss else None,
+            "final_success": history.success[-1] if history.success else None,
+        },
+    )
+
+
+def optimise_latents(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    z0: torch.Tensor,
+    y_gen: torch.Tensor,
+    y_orig: torch.Tensor,
+    y_adv: torch.Tensor,
+    config: NaturalFingerConfig,
+    *,
+    num_classes: int,
+    progress: bool = True,
+) -> tuple[torch.Tensor, GenerationHistory]:
+    """SGD on the latents only; returns the final latents and the per-step history."""
+    z = z0.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD(
+        [z],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
+    history = GenerationHistory()
+    lambda_d = config.lambda_d if config.discriminator else 0.0
+    plans = plan_steps(len(positives), len(negatives), config)
+    for step, plan in enumerate(
+        tqdm(plans, desc="naturalfinger", disable=not progress, leave=False)
+    ):
+        images = generator(z, y_gen)
+        transformed = apply_transform(images, plan.transform)
+        pos_sum, pos_hits = model_group_loss(
+            [positives[i] for i in plan.positives], transformed, y_orig, config.k
+        )
+        neg_sum, neg_hits = model_group_loss(
+            [negatives[i] for i in plan.negatives], transformed, y_adv, config.k
+        )
+        pos_loss = pos_sum / len(plan.positives)
+        neg_loss = neg_sum / len(plan.negatives)
+        disc_loss = images.new_zeros(())
+        if lambda_d > 0:
+            labels = discriminator_labels(plan, y_gen, num_classes, config)
+            disc_loss = discriminator_loss(
+                discriminator(images, labels), config.discriminator_loss
+            ).mean()
+        loss = pos_loss + neg_loss + lambda_d * disc_loss
+        if not torch.isfinite(loss):
+            raise FingerprintError(
+                f"non-finite loss at step {step} (positive {pos_loss.item()}, negative "
+                f"{neg_loss.item()}, discriminator {disc_loss.item()}) with positives "
+                f"{plan.positives} and negatives {plan.negatives}; lower fingerprint.lr"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.loss.append(loss.item())
+        history.positive.append(pos_loss.item())
+        history.negative.append(neg_loss.item())
+        history.disc.append(disc_loss.item())
+        history.success.append(float(torch.cat([pos_hits, neg_hits]).mean()))
+    return z.detach(), history

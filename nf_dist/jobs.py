@@ -1,0 +1,125 @@
+"""The single-machine jobs behind the CLI: train a classifier, train a GAN, generate a fingerprint.
+
+Each job is a frozen config plus a ``run_*`` function; the CLI and ``jobs/*.py`` only parse
+arguments and call these.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from nf_dist.data import load_dataset, paper_splits
+from nf_dist.data.readers import ImageDataset
+from nf_dist.errors import ConfigError
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set, save_grid
+from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, generate
+from nf_dist.models import create_classifier
+from nf_dist.models.checkpoint import load_classifier, save_classifier
+from nf_dist.models.gan import GanTrainConfig, save_sample_grid, train_gan
+from nf_dist.models.gan.train import load_gan
+from nf_dist.models.training import TrainConfig, accuracy, train_classifier
+from nf_dist.quickstart import DataConfig
+
+logger = logging.getLogger(__name__)
+
+
+def load_half(data: DataConfig, half: Literal["a", "b"]) -> tuple[ImageDataset, ImageDataset]:
+    """The requested training half and the held-out test set of the paper's split."""
+    train = load_dataset(data.train_uri, cache_dir=data.cache_dir)
+    test = load_dataset(data.test_uri, cache_dir=data.cache_dir)
+    parts = paper_splits(
+        train.labels,
+        test.labels,
+        data.split_seed,
+        half_size=data.half_size,
+        finetune_size=data.finetune_size,
+        test_size=data.test_size,
+    )
+    return train.subset(parts[f"half_{half}"], f"half_{half}"), test.subset(parts["test"], "test")
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    """``nf-dist train``: one classifier from scratch on a training half."""
+
+    output_uri: str = "runs/train/model"
+    data: DataConfig = field(default_factory=DataConfig)
+    data_half: Literal["a", "b"] = "a"
+    arch: str = "resnet18"
+    width: float = 0.25
+    stem_stride: int = 2
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def run_train(config: TrainJobConfig, *, progress: bool = True) -> float:
+    """Train, evaluate and checkpoint; returns the test accuracy."""
+    half, test = load_half(config.data, config.data_half)
+    torch.manual_seed(config.seed)
+    model = create_classifier(config.arch, half.num_classes, config.width, config.stem_stride)
+    train_classifier(model, half, config.train, progress=progress, description=config.arch)
+    acc = accuracy(model, test)
+    save_classifier(model, config.output_uri, train=config.train.__dict__, test_accuracy=acc)
+    logger.info("saved %s (test accuracy %.3f)", config.output_uri, acc)
+    return acc
+
+
+@dataclass(frozen=True)
+class GanJobConfig:
+    """``nf-dist gan train``: a class-conditional GAN on a training half."""
+
+    output_uri: str = "runs/gan/gan"
+    data: DataConfig = field(default_factory=DataConfig)
+    data_half: Literal["a", "b"] = "a"
+    gan: GanTrainConfig = field(default_factory=GanTrainConfig)
+
+
+def run_gan(config: GanJobConfig, *, progress: bool = True) -> str:
+    """Train (or resume) the GAN, write a sample grid; returns the grid's path."""
+    half, _ = load_half(config.data, config.data_half)
+    result = train_gan(half.images, half.labels, config.gan, config.output_uri, progress=progress)
+    return save_sample_grid(
+        result.ema_generator or result.generator, config.output_uri + "_samples.png"
+    )
+
+
+@dataclass(frozen=True)
+class FingerprintJobConfig:
+    """``nf-dist fingerprint``: NaturalFinger from a GAN and white-box positive/negative models."""
+
+    output_uri: str = "runs/fingerprint/fingerprint.parquet"
+    gan_uri: str = ""
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+    engine: Literal["local"] = "local"
+    fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
+
+
+def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> FingerprintSet:
+    """Generate, save the Parquet set and a PNG grid beside it; returns the set."""
+    if not config.gan_uri or not config.positives or not config.negatives:
+        raise ConfigError("fingerprint needs gan_uri, positives and negatives (checkpoint URIs)")
+    generator, discriminator, meta = load_gan(config.gan_uri)
+    positives = [load_classifier(uri)[0] for uri in config.positives]
+    negatives = [load_classifier(uri)[0] for uri in config.negatives]
+    spec = meta["spec"]
+    fingerprints = generate(
+        generator,
+        discriminator,
+        positives,
+        negatives,
+        config.fingerprint,
+        z_dim=int(spec["z_dim"]),
+        num_classes=int(spec["num_classes"]),
+        progress=progress,
+    )
+    fingerprints.info.update(
+        positives=list(config.positives), negatives=list(config.negatives), gan_uri=config.gan_uri
+    )
+    save_fingerprint_set(fingerprints, config.output_uri)
+    save_grid(fingerprints.images, config.output_uri.removesuffix(".parquet") + ".png")
+    return fingerprints

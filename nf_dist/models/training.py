@@ -1,0 +1,209 @@
+"""Train and evaluate classifiers: one-cycle Nesterov SGD, the paper's augmentation, TTA.
+
+One loop serves every recipe: training from scratch, fine-tuning (a subset of parameters),
+distillation from a teacher's soft outputs, and fine-tuning under a pruning mask. Recipes are
+:class:`TrainConfig` values; the catalog of the benchmark chooses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nf_dist.data.augment import random_crop_flip, to_input
+from nf_dist.data.readers import ImageDataset
+from nf_dist.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training recipe.
+
+    Attributes:
+        epochs: passes over the data (fractions allowed).
+        batch_size: images per step.
+        lr: peak learning rate of the one-cycle schedule.
+        schedule: ``onecycle`` (linear warm-up to ``lr``, then linear decay) or ``constant``.
+        warmup_fraction: share of steps spent warming up (onecycle only).
+        momentum / nesterov / weight_decay: SGD settings.
+        label_smoothing: for hard-label training (ignored for distillation).
+        crop_padding: random-crop padding in pixels (paper: 4; 0 disables).
+        flip: random horizontal flips.
+        seed: seeds initialisation-independent randomness (data order, augmentation).
+    """
+
+    epochs: float = 4.0
+    batch_size: int = 128
+    lr: float = 0.2
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.25
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    crop_padding: int = 4
+    flip: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.schedule not in ("onecycle", "constant"):
+            raise ConfigError(f"train.schedule must be onecycle or constant, not {self.schedule!r}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ConfigError("train.warmup_fraction must be in [0, 1)")
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: per-epoch mean loss and the time it took."""
+
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+
+
+def _lr_factor(step: int, total: int, config: TrainConfig) -> float:
+    if config.schedule == "constant":
+        return 1.0
+    warmup = max(1, int(total * config.warmup_fraction))
+    if step < warmup:
+        return 0.1 + 0.9 * step / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def train_classifier(
+    model: nn.Module,
+    data: ImageDataset,
+    config: TrainConfig,
+    *,
+    teacher: nn.Module | None = None,
+    parameters: Iterable[nn.Parameter] | None = None,
+    after_step: Callable[[], None] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` in place.
+
+    Args:
+        model: a classifier, ``(N,3,32,32)`` in [0,1] -> logits.
+        data: training images and labels (labels unused when ``teacher`` is given).
+        config: the recipe.
+        teacher: distil from its soft outputs (softmax at T = 1) on the same augmented view.
+        parameters: the parameters to train (default: all); the rest stay frozen.
+        after_step: called after every optimiser step (e.g. to re-apply a pruning mask).
+        device: where to train.
+        progress: show a progress bar.
+        description: label of the progress bar and log lines.
+    """
+    rng = np.random.default_rng(config.seed)
+    params = [p for p in (parameters if parameters is not None else model.parameters())]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    steps_per_epoch = max(1, len(data) // config.batch_size)
+    total = max(1, math.ceil(config.epochs * steps_per_epoch))
+    model.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval()
+    result = TrainResult()
+    start = time.perf_counter()
+    running, seen = 0.0, 0
+    order = rng.permutation(len(data))
+    bar = tqdm(range(total), desc=description, disable=not progress, leave=False)
+    for step in bar:
+        cursor = step % steps_per_epoch
+        if cursor == 0 and step > 0:
+            order = rng.permutation(len(data))
+            result.losses.append(running / max(1, seen))
+            running, seen = 0.0, 0
+        batch = order[cursor * config.batch_size : (cursor + 1) * config.batch_size]
+        images = random_crop_flip(data.images[batch], config.crop_padding, config.flip, rng)
+        inputs = to_input(images, device)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_factor(step, total, config)
+        logits = model(inputs)
+        if teacher is not None:
+            with torch.no_grad():
+                soft = F.softmax(teacher(inputs), dim=1)
+            loss = F.cross_entropy(logits, soft)
+        else:
+            targets = torch.as_tensor(data.labels[batch], device=device)
+            loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{description}: loss became {loss.item()} at step {step}; lower train.lr"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        running += loss.item() * len(batch)
+        seen += len(batch)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    result.losses.append(running / max(1, seen))
+    result.steps = total
+    result.seconds = time.perf_counter() - start
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    logger.info(
+        "%s: %d steps in %.1fs, final loss %.3f",
+        description,
+        total,
+        result.seconds,
+        result.losses[-1],
+    )
+    return result
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: np.ndarray,
+    *,
+    batch_size: int = 500,
+    tta: bool = False,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Top-1 labels of ``(N,H,W,3)`` uint8 images; ``tta`` averages logits over a flip."""
+    model.to(device).eval()
+    labels = []
+    for start in range(0, len(images), batch_size):
+        inputs = to_input(images[start : start + batch_size], device)
+        logits = model(inputs)
+        if tta:
+            logits = logits + model(inputs.flip(3))
+        labels.append(logits.argmax(1).cpu().numpy())
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
+def accuracy(model: nn.Module, data: ImageDataset, **kwargs: object) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (keyword arguments go to :func:`predict`)."""
+    return float((predict(model, data.images, **kwargs) == data.labels).mean())  # type: ignore[arg-type]

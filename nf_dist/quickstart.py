@@ -1,0 +1,268 @@
+"""The main job on one machine: zoo, GAN, NaturalFinger fingerprint, verification, report.
+
+``nf-dist quickstart`` runs this on embedded defaults (``nf_dist/configs/quickstart.yaml``): the
+shared CIFAR-10, local files, the CPU. Every stage caches its artefact under ``output_dir``, so a
+second run only re-verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nf_dist import __version__
+from nf_dist.config import dump_yaml, to_dict
+from nf_dist.data import load_dataset, paper_splits
+from nf_dist.errors import DataError
+from nf_dist.fingerprint.fingerprint_set import (
+    FingerprintSet,
+    load_fingerprint_set,
+    save_fingerprint_set,
+    save_grid,
+)
+from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, generate
+from nf_dist.metrics import summarize
+from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
+from nf_dist.models.gan.train import load_gan
+from nf_dist.verify import model_oracle, verify
+from nf_dist.zoo import BuiltModel, ZooModel, build_zoo
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "quickstart.yaml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how it is split (sizes None = the paper's full halves)."""
+
+    train_uri: str = "../shared/data/cifar10/train.parquet"
+    test_uri: str = "../shared/data/cifar10/test.parquet"
+    split_seed: int = 0
+    half_size: int | None = None
+    finetune_size: int | None = None
+    test_size: int | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """The whole quickstart: data, the zoo, the GAN, the fingerprint and the decision threshold."""
+
+    output_dir: str = "runs/quickstart"
+    data: DataConfig = field(default_factory=DataConfig)
+    models: tuple[ZooModel, ...] = ()
+    gan: GanTrainConfig = field(default_factory=GanTrainConfig)
+    fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
+    threshold: float = 0.5
+    num_threads: int = 0
+
+
+@dataclass
+class QuickstartResult:
+    """Matching rates per suspect and the headline metrics."""
+
+    rows: list[dict[str, Any]]
+    heldout: dict[str, float]
+    all_models: dict[str, float]
+    stage_seconds: dict[str, float]
+    gan_test_accuracy: float
+    num_fingerprints: int
+    report_path: str
+
+
+def _timed(stages: dict[str, float], name: str, started: float) -> float:
+    now = time.perf_counter()
+    stages[name] = round(now - started, 2)
+    return now
+
+
+def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> QuickstartResult:
+    """Run every stage, reusing cached artefacts; returns the verification results."""
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    if not config.models:
+        raise DataError("quickstart config lists no models; see nf_dist/configs/quickstart.yaml")
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    data = config.data
+    train = load_dataset(data.train_uri, cache_dir=data.cache_dir)
+    test_split = load_dataset(data.test_uri, cache_dir=data.cache_dir)
+    parts = paper_splits(
+        train.labels,
+        test_split.labels,
+        data.split_seed,
+        half_size=data.half_size,
+        finetune_size=data.finetune_size,
+        test_size=data.test_size,
+    )
+    halves = {
+        "a": train.subset(parts["half_a"], "half_a"),
+        "b": train.subset(parts["half_b"], "half_b"),
+    }
+    finetune = test_split.subset(parts["finetune"], "finetune")
+    test = test_split.subset(parts["test"], "test")
+    clock = _timed(stages, "data", clock)
+
+    zoo = build_zoo(config.models, halves, finetune, test, str(out), progress=progress)
+    clock = _timed(stages, "zoo", clock)
+
+    gan_uri = str(out / "gan")
+    trained = train_gan(
+        halves["a"].images, halves["a"].labels, config.gan, gan_uri, progress=progress
+    )
+    generator = trained.ema_generator or trained.generator
+    save_sample_grid(generator, str(out / "gan_samples.png"))
+    source = zoo[config.models[0].id].model
+    quality = gan_test_accuracy(generator, source)
+    clock = _timed(stages, "gan", clock)
+
+    fingerprints = _fingerprint(config, zoo, out, progress)
+    save_grid(fingerprints.images, str(out / "fingerprints.png"))
+    clock = _timed(stages, "fingerprint", clock)
+
+    rows = []
+    for built in zoo.values():
+        verdict = verify(fingerprints, built.row.id, model_oracle(built.model), config.threshold)
+        rows.append(
+            {
+                "id": built.row.id,
+                "role": built.row.role,
+                "use": built.row.use,
+                "attack": built.row.attack,
+                "arch": built.row.arch,
+                "test_accuracy": round(built.test_accuracy, 4),
+                "matching_rate": verdict.matching_rate,
+                "stolen": verdict.stolen,
+            }
+        )
+    heldout = _metrics([r for r in rows if r["use"] == "heldout"])
+    every = _metrics(rows)
+    _timed(stages, "verify", clock)
+    report = out / "report.md"
+    result = QuickstartResult(rows, heldout, every, stages, quality, len(fingerprints), str(report))
+    report.write_text(render_report(config, result, fingerprints))
+    (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
+    return result
+
+
+def _fingerprint(
+    config: QuickstartConfig, zoo: dict[str, BuiltModel], out: Path, progress: bool
+) -> FingerprintSet:
+    uri = str(out / "fingerprint.parquet")
+    generation = [b for b in zoo.values() if b.row.use == "generation"]
+    ids = {
+        "positive": [b.row.id for b in generation if b.row.role == "positive"],
+        "negative": [b.row.id for b in generation if b.row.role == "negative"],
+    }
+    wanted = {**to_dict(config.fingerprint)}
+    if Path(uri).exists():
+        cached = load_fingerprint_set(uri)
+        if (
+            cached.config == wanted
+            and cached.info.get("models") == ids
+            and (cached.info.get("gan_steps") == config.gan.steps)
+        ):
+            logger.info("reusing fingerprint set %s", uri)
+            return cached
+    generator, discriminator, _ = load_gan(str(out / "gan"))
+    fingerprints = generate(
+        generator,
+        discriminator,
+        [zoo[i].model for i in ids["positive"]],
+        [zoo[i].model for i in ids["negative"]],
+        config.fingerprint,
+        z_dim=config.gan.z_dim,
+        num_classes=config.gan.num_classes,
+        progress=progress,
+    )
+    fingerprints.info.update(models=ids, gan_steps=config.gan.steps)
+    save_fingerprint_set(fingerprints, uri)
+    return fingerprints
+
+
+def _metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    positive = [r["matching_rate"] for r in rows if r["role"] == "positive"]
+    negative = [r["matching_rate"] for r in rows if r["role"] == "negative"]
+    if not positive or not negative:
+        return {}
+    return summarize(positive, negative)
+
+
+def render_report(
+    config: QuickstartConfig, result: QuickstartResult, fingerprints: FingerprintSet
+) -> str:
+    """A short Markdown report: the verdict table, metrics, timings and the fingerprint grid."""
+    lines = [
+        "# nf-dist quickstart report",
+        "",
+        f"nf-dist {__version__}; {len(fingerprints)} NaturalFinger fingerprints; "
+        f"decision threshold {config.threshold}; CPU-profile models (narrow, short training).",
+        "",
+        "## Suspects",
+        "",
+        "| id | role | use | attack | arch | test acc | matching rate | judged stolen |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result.rows:
+        lines.append(
+            f"| {r['id']} | {r['role']} | {r['use']} | {r['attack']} | {r['arch']} | "
+            f"{r['test_accuracy']:.3f} | {r['matching_rate']:.3f} | {r['stolen']} |"
+        )
+    lines += ["", "## Metrics", "", "| metric | held-out suspects | all models |", "|---|---|---|"]
+    for key in (
+        "aruc",
+        "roc_auc",
+        "tpr_at_1pct_fpr",
+        "tpr_at_5pct_fpr",
+        "num_positive",
+        "num_negative",
+    ):
+        lines.append(
+            f"| {key} | {result.heldout.get(key, float('nan')):.4f} | "
+            f"{result.all_models.get(key, float('nan')):.4f} |"
+        )
+    lines += [
+        "",
+        "Held-out suspects were not used to generate or screen the fingerprints.",
+        "",
+        f"GAN-test accuracy (share of G(z, y) the source labels y): {result.gan_test_accuracy:.3f}",
+        "",
+        "## Wall time (seconds)",
+        "",
+        *(f"- {name}: {seconds:.1f}" for name, seconds in result.stage_seconds.items()),
+        "",
+        "## Fingerprints",
+        "",
+        "![fingerprints](fingerprints.png)",
+        "",
+        "![GAN samples, one row per class](gan_samples.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def format_table(result: QuickstartResult) -> str:
+    """A plain-text table for the terminal."""
+    header = f"{'suspect':<16}{'role':<10}{'use':<11}{'attack':<10}{'acc':>6}{'MR':>7}  stolen"
+    body = [
+        f"{r['id']:<16}{r['role']:<10}{r['use']:<11}{r['attack']:<10}"
+        f"{r['test_accuracy']:>6.3f}{r['matching_rate']:>7.3f}  {r['stolen']}"
+        for r in result.rows
+    ]
+    summary = (
+        f"held-out ARUC {result.heldout.get('aruc', float('nan')):.4f}  "
+        f"(all models {result.all_models.get('aruc', float('nan')):.4f}); "
+        f"{result.num_fingerprints} fingerprints; report: {result.report_path}"
+    )
+    return "\n".join([header, *body, summary])

@@ -1,0 +1,146 @@
+"""A model zoo described as data: build (or reuse) every model of a list of rows, in order.
+
+Each row names an attack from :data:`nf_dist.bench.attacks.ATTACKS`, its parent row, the data half
+and the recipe. Models are checkpointed under ``<output>/models/<id>``; a model whose checkpoint
+exists and whose recorded row equals the requested one is reused, so an interrupted build resumes
+and a second run is quick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from nf_dist.bench.attacks import ATTACKS, AttackData, ModelRecipe
+from nf_dist.config import to_dict
+from nf_dist.data.readers import ImageDataset
+from nf_dist.errors import CheckpointError, ConfigError
+from nf_dist.models import Classifier
+from nf_dist.models.checkpoint import load_classifier, save_classifier
+from nf_dist.models.training import TrainConfig, accuracy
+from nf_dist.storage.uri import join
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One model of a zoo.
+
+    Attributes:
+        id: stable identifier (file names, tables).
+        role: ``positive`` (derived from the owner's source) or ``negative`` (independent).
+        attack: registered attack: ``scratch``, ``finetune``, ``prune``, ``distill``.
+        parent: id of the model the attack starts from (None for ``scratch``).
+        data_half: the training half the attacker holds (``a``: the owner's, ``b``: independent).
+        use: ``generation`` (the owner's white-box models for fingerprinting) or ``heldout``
+            (suspects kept apart for evaluation).
+        arch, width, stem_stride: the architecture (for ``scratch`` and ``distill``).
+        train: training recipe.
+        params: attack parameters (``mode`` for finetune, ``rate`` for prune).
+        seed: initialisation and data-order seed.
+    """
+
+    id: str
+    role: Literal["positive", "negative"]
+    attack: str
+    parent: str | None = None
+    data_half: Literal["a", "b"] = "a"
+    use: Literal["generation", "heldout"] = "heldout"
+    arch: str = "resnet18"
+    width: float = 0.25
+    stem_stride: int = 2
+    train: TrainConfig = field(default_factory=TrainConfig)
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+def validate_zoo(models: tuple[ZooModel, ...]) -> None:
+    """Reject duplicate ids, unknown attacks, and parents that are missing or come later."""
+    seen: set[str] = set()
+    for row in models:
+        if row.id in seen:
+            raise ConfigError(f"zoo model id {row.id!r} appears twice")
+        attack = ATTACKS.get(row.attack)
+        if attack.needs_parent and row.parent is None:
+            raise ConfigError(f"zoo model {row.id!r}: attack {row.attack!r} needs a parent")
+        if row.parent is not None and row.parent not in seen:
+            raise ConfigError(
+                f"zoo model {row.id!r}: parent {row.parent!r} must be listed before it"
+            )
+        seen.add(row.id)
+
+
+@dataclass
+class BuiltModel:
+    """A built (or reused) model and its facts."""
+
+    row: ZooModel
+    model: Classifier
+    test_accuracy: float
+    seconds: float
+    reused: bool
+
+
+def build_zoo(
+    models: tuple[ZooModel, ...],
+    halves: dict[str, ImageDataset],
+    finetune: ImageDataset,
+    test: ImageDataset,
+    output_uri: str,
+    *,
+    progress: bool = True,
+) -> dict[str, BuiltModel]:
+    """Build every row in order (parents first), reusing checkpoints that match their row."""
+    validate_zoo(models)
+    built: dict[str, BuiltModel] = {}
+    for index, row in enumerate(models):
+        uri = join(output_uri, "models", row.id)
+        wanted = to_dict(row)
+        try:
+            model, meta = load_classifier(uri)
+            if meta.get("row") == wanted:
+                built[row.id] = BuiltModel(
+                    row, model, float(meta["test_accuracy"]), float(meta["seconds"]), True
+                )
+                logger.info(
+                    "[%d/%d] %s: reused (test acc %.3f)",
+                    index + 1,
+                    len(models),
+                    row.id,
+                    meta["test_accuracy"],
+                )
+                continue
+        except CheckpointError:
+            pass
+        started = time.perf_counter()
+        parent = built[row.parent].model if row.parent is not None else None
+        recipe = ModelRecipe(row.arch, row.width, row.stem_stride, row.train, row.params)
+        attack = ATTACKS.get(row.attack)()
+        torch.manual_seed(row.seed)
+        model = attack(
+            parent,
+            AttackData(halves[row.data_half], finetune),
+            recipe,
+            progress=progress,
+            seed=row.seed,
+        )
+        seconds = time.perf_counter() - started
+        acc = accuracy(model, test)
+        save_classifier(model, uri, row=wanted, test_accuracy=acc, seconds=seconds)
+        built[row.id] = BuiltModel(row, model, acc, seconds, False)
+        logger.info(
+            "[%d/%d] %s (%s %s): test acc %.3f in %.0fs",
+            index + 1,
+            len(models),
+            row.id,
+            row.attack,
+            row.arch,
+            acc,
+            seconds,
+        )
+    return built
