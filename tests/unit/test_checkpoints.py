@@ -1,0 +1,84 @@
+"""Safe checkpoints: round trip, corruption caught, pickles refused without running code."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from nf_dist.errors import CheckpointError, UnsafeCheckpointError
+from nf_dist.models import create_classifier
+from nf_dist.models.checkpoint import load_classifier, save_classifier
+from nf_dist.storage.checkpoints import load_checkpoint, save_checkpoint
+
+MARKER = Path("/tmp/nf_dist_pwned_marker")
+
+
+class RunsCode:
+    """An object whose unpickling creates a file: a stand-in for a malicious checkpoint."""
+
+    def __reduce__(self) -> tuple:
+        return (MARKER.touch, ())
+
+
+def test_classifier_round_trip(tmp_path: Path) -> None:
+    model = create_classifier("resnet18", width=0.125, stem_stride=2).eval()
+    stem = save_classifier(model, str(tmp_path / "m"), test_accuracy=0.5)
+    loaded, meta = load_classifier(stem + ".safetensors")
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(model(x), loaded(x))
+    assert meta["test_accuracy"] == 0.5 and meta["model"]["arch"] == "resnet18"
+    assert len(meta["sha256"]) == 64 and "nf_dist_version" in meta
+
+
+def test_corrupt_weights_detected(tmp_path: Path) -> None:
+    stem = save_checkpoint(str(tmp_path / "c"), {"w": torch.ones(3)}, {"kind": "x"})
+    weights = Path(stem + ".safetensors")
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(stem)
+
+
+def test_missing_sidecar_means_incomplete(tmp_path: Path) -> None:
+    stem = save_checkpoint(str(tmp_path / "c"), {"w": torch.ones(3)}, {"kind": "x"})
+    Path(stem + ".json").unlink()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        load_checkpoint(stem)
+
+
+def test_wrong_architecture_named(tmp_path: Path) -> None:
+    model = create_classifier("vgg13_bn", width=0.125)
+    stem = save_classifier(model, str(tmp_path / "m"))
+    sidecar = Path(stem + ".json")
+    meta = json.loads(sidecar.read_text())
+    meta["model"]["arch"] = "resnet18"
+    meta.pop("sha256")
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not match architecture"):
+        load_classifier(stem)
+
+
+@pytest.mark.parametrize("name", ["evil.pt", "evil.safetensors", "evil"])
+def test_pickle_refused_and_runs_nothing(tmp_path: Path, name: str) -> None:
+    MARKER.unlink(missing_ok=True)
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps({"weights": RunsCode()}))
+    torch.save({"weights": torch.ones(1)}, tmp_path / "zip.pt")
+    with pytest.raises(UnsafeCheckpointError, match="could execute"):
+        load_classifier(str(path))
+    with pytest.raises(UnsafeCheckpointError):
+        load_classifier(str(tmp_path / "zip.pt"))
+    assert not MARKER.exists(), "loading a suspect checkpoint executed code"
+
+
+def test_header_byte_0x80_is_not_mistaken_for_pickle(tmp_path: Path) -> None:
+    # A safetensors header length whose low byte is 0x80 must still load.
+    for size in range(1, 400):
+        stem = save_checkpoint(str(tmp_path / "h"), {"w" * size: torch.ones(1)}, {"kind": "x"})
+        if Path(stem + ".safetensors").read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.skip("could not produce a 0x80 header length")
+    tensors, _ = load_checkpoint(stem)
+    assert tensors["w" * size].tolist() == [1.0]

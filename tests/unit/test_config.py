@@ -1,0 +1,49 @@
+"""Typed configs: unknown keys named, types checked, overrides applied, YAML round trip."""
+
+from pathlib import Path
+
+import pytest
+
+from nf_dist.config import dump_yaml, load_config, parse_overrides
+from nf_dist.errors import ConfigError
+from nf_dist.jobs import FingerprintJobConfig, GanJobConfig, TrainJobConfig
+from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("fingerprint:\n  lamda_d: 0.3\n")
+    with pytest.raises(ConfigError, match=r"fingerprint\.lamda_d.*lambda_d"):
+        load_config(FingerprintJobConfig, path)
+
+
+def test_wrong_type_and_bad_value() -> None:
+    with pytest.raises(ConfigError, match="fingerprint.steps: expected an integer"):
+        load_config(FingerprintJobConfig, overrides=["fingerprint.steps=abc"])
+    with pytest.raises(ConfigError, match="lr must be positive"):
+        load_config(TrainJobConfig, overrides=["train.lr=-1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+
+
+def test_overrides_and_round_trip(tmp_path: Path) -> None:
+    config = load_config(GanJobConfig, overrides=["gan.steps=7", "data.half_size=100"])
+    assert config.gan.steps == 7 and config.data.half_size == 100
+    path = tmp_path / "gan.yaml"
+    path.write_text(dump_yaml(config))
+    assert load_config(GanJobConfig, path) == config
+
+
+def test_shipped_quickstart_yaml_loads() -> None:
+    config = load_config(QuickstartConfig, DEFAULT_CONFIG)
+    ids = [m.id for m in config.models]
+    assert ids[0] == "source" and len(ids) == len(set(ids))
+    uses = {m.use for m in config.models}
+    assert uses == {"generation", "heldout"}
+    for role in ("positive", "negative"):
+        assert any(m.role == role and m.use == "heldout" for m in config.models)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(TrainJobConfig, "no/such.yaml")

@@ -1,0 +1,151 @@
+"""NaturalFinger reference on tiny models: schedule invariants, labels, golden numbers."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nf_dist.errors import ConfigError
+from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_fingerprint_set
+from nf_dist.fingerprint.naturalfinger import (
+    NaturalFingerConfig,
+    draw_candidates,
+    fgsm_labels,
+    generate,
+    optimise_latents,
+    plan_steps,
+    random_labels,
+    select_initial,
+)
+from nf_dist.models import create_classifier
+from nf_dist.models.gan import GanSpec, build_gan
+
+Z_DIM = 16
+
+
+@pytest.fixture
+def tiny_world() -> tuple:
+    """A tiny GAN, 3 positives (a source and perturbed copies) and 2 independent negatives."""
+    torch.manual_seed(0)
+    generator, discriminator = build_gan(GanSpec(Z_DIM, 10, 8, 8, False))
+    source = create_classifier("vgg13_bn", width=0.125, stem_stride=2)
+    positives = [source]
+    for i in range(2):
+        copy = create_classifier("vgg13_bn", width=0.125, stem_stride=2)
+        copy.load_state_dict(source.state_dict())
+        with torch.no_grad():
+            for p in copy.parameters():
+                p.add_(0.01 * (i + 1) * torch.randn_like(p))
+        positives.append(copy)
+    negatives = [create_classifier("resnet18", width=0.0625, stem_stride=2) for _ in range(2)]
+    for model in [generator, discriminator, *positives, *negatives]:
+        model.eval()
+    return generator, discriminator, positives, negatives
+
+
+def test_plan_steps_covers_models_each_epoch() -> None:
+    config = NaturalFingerConfig(steps=9, positives_per_step=2, negatives_per_step=3)
+    plans = plan_steps(5, 6, config)
+    assert len(plans) == 9
+    # 3 positive chunks and 2 negative chunks: an epoch has 3 steps; each epoch sees every model.
+    for epoch in range(3):
+        chunk = plans[epoch * 3 : epoch * 3 + 3]
+        assert sorted(i for p in chunk for i in p.positives) == [0, 1, 2, 3, 4]
+        assert set(i for p in chunk for i in p.negatives) == set(range(6))
+    assert plans == plan_steps(5, 6, config), "the schedule is a function of the seed"
+    identity_only = plan_steps(5, 6, NaturalFingerConfig(steps=9, input_transforms=False))
+    assert {p.transform.name for p in identity_only} == {"identity"}
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="num_optimised"):
+        NaturalFingerConfig(num_candidates=10, num_optimised=20)
+    with pytest.raises(ConfigError, match="discriminator_loss"):
+        NaturalFingerConfig(discriminator_loss="sigmoid")
+
+
+def test_initial_selection_and_labels(tiny_world: tuple) -> None:
+    generator, _, positives, negatives = tiny_world
+    config = NaturalFingerConfig(num_candidates=64, num_optimised=16, batch_size=32)
+    z, y_gen, y_orig = select_initial(
+        generator, positives, *draw_candidates(Z_DIM, 10, config), config
+    )
+    assert 0 < len(z) <= 16
+    images = generator(z, y_gen)
+    for model in positives:
+        assert torch.equal(model(images).argmax(1), y_orig)
+    y_adv = fgsm_labels(generator, negatives, z, y_gen, y_orig, config, 10)
+    assert y_adv.shape == y_orig.shape and y_adv.min() >= 0 and y_adv.max() < 10
+    random = random_labels(y_orig, 10, seed=0)
+    assert (random != y_orig).all()
+
+
+def test_golden_optimisation(tiny_world: tuple) -> None:
+    generator, discriminator, positives, negatives = tiny_world
+    config = NaturalFingerConfig(
+        num_candidates=64,
+        num_optimised=16,
+        steps=6,
+        batch_size=32,
+        positives_per_step=2,
+        negatives_per_step=1,
+    )
+    z, y_gen, y_orig = select_initial(
+        generator, positives, *draw_candidates(Z_DIM, 10, config), config
+    )
+    y_adv = random_labels(y_orig, 10, seed=0)
+    for p in [*positives, *negatives, generator, discriminator]:
+        p.requires_grad_(False)
+    final, history = optimise_latents(
+        generator,
+        discriminator,
+        positives,
+        negatives,
+        z,
+        y_gen,
+        y_orig,
+        y_adv,
+        config,
+        num_classes=10,
+        progress=False,
+    )
+    assert len(history.loss) == 6
+    assert history.loss[4] < history.loss[2] < history.loss[0], "the loss must fall"
+    assert not torch.equal(final, z)
+    assert history.loss == pytest.approx(GOLDEN_LOSSES, rel=1e-4, abs=1e-5)
+
+
+def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Path) -> None:
+    positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
+    config = NaturalFingerConfig(
+        num_fingerprints=8, num_candidates=128, num_optimised=32, steps=40, batch_size=64, lr=0.5
+    )
+    result = generate(
+        tiny_zoo["generator"],
+        tiny_zoo["discriminator"],
+        positives,
+        negatives,
+        config,
+        z_dim=Z_DIM,
+        progress=False,
+    )
+    assert 0 < len(result) <= 8
+    assert (result.y_orig != result.y_adv).all()
+    # Every kept image, as stored (8-bit), is labelled y_orig by every positive model.
+    inputs = torch.from_numpy(result.images).permute(0, 3, 1, 2).float() / 255
+    for model in positives:
+        assert torch.equal(model(inputs).argmax(1), torch.from_numpy(result.y_orig))
+    for model in negatives:
+        assert torch.equal(model(inputs).argmax(1), torch.from_numpy(result.y_adv))
+    uri = str(tmp_path / "fp.parquet")
+    save_fingerprint_set(result, uri)
+    loaded = load_fingerprint_set(uri)
+    assert np.array_equal(loaded.images, result.images)
+    assert np.array_equal(loaded.y_orig, result.y_orig)
+    assert loaded.latents is not None and loaded.latents.shape == (len(result), Z_DIM)
+    assert loaded.config["steps"] == 40 and loaded.method == "naturalfinger"
+
+
+# Measured once with torch 2.14.1 on the CPU (seed 0); a change here is a change of behaviour.
+GOLDEN_LOSSES = [0.302584, 0.400433, 0.299077, 0.396662, 0.293136, 0.391797]
