@@ -1,0 +1,84 @@
+"""Benchmark: the quickstart, cold, on this machine; records wall time and held-out ARUC.
+
+Usage (from the project root):
+    .venv/bin/python benchmarks/quickstart.py [--set key=value ...]
+
+"Cold" means a fresh output folder and a fresh decoded-data cache, so every stage (data decoding,
+the zoo, the GAN, the fingerprint, verification) runs. Results go to
+``benchmarks/results/quickstart.json`` and ``benchmarks/results/quickstart.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from nf_dist import __version__
+from nf_dist.config import load_config, read_yaml
+from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig, run_quickstart
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, object]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "python": sys.version.split()[0],
+        "nf_dist": __version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="nf_quickstart_"))
+    os.environ["NF_DIST_CACHE"] = str(work / "cache")
+    overrides = [f"output_dir={work / 'run'}", *args.overrides]
+    config = load_config(QuickstartConfig, overrides=overrides, base=read_yaml(DEFAULT_CONFIG))
+    started = time.perf_counter()
+    result = run_quickstart(config, progress=False)
+    wall_s = time.perf_counter() - started
+    record = {
+        "command": " ".join(["python", "benchmarks/quickstart.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "wall_s": round(wall_s, 1),
+        "stage_seconds": result.stage_seconds,
+        "heldout": result.heldout,
+        "all_models": result.all_models,
+        "num_fingerprints": result.num_fingerprints,
+        "gan_test_accuracy": result.gan_test_accuracy,
+        "suspects": result.rows,
+        "targets": {"wall_s_max": 600, "heldout_aruc_min": 0.9},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "quickstart.json").write_text(json.dumps(record, indent=2))
+    report = Path(result.report_path).read_text()
+    (RESULTS / "quickstart.md").write_text(
+        f"# Quickstart benchmark (cold)\n\nCommand: `{record['command']}`  \n"
+        f"Machine: {record['machine']}  \nWall time: {wall_s:.0f} s (target < 600 s); "
+        f"held-out ARUC {result.heldout.get('aruc', float('nan')):.4f} (target >= 0.9).\n\n"
+        + report.split("\n", 1)[1].replace("](", "](quickstart_")
+    )
+    for name in ("fingerprints.png", "gan_samples.png"):
+        shutil.copy(Path(config.output_dir) / name, RESULTS / f"quickstart_{name}")
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: record[k] for k in ("wall_s", "heldout", "num_fingerprints")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

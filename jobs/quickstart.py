@@ -1,0 +1,11 @@
+"""The quickstart as a job script (runs on the local machine; Ray job submission comes later).
+
+    python jobs/quickstart.py [--config FILE] [--set key=value ...]
+"""
+
+import sys
+
+from nf_dist.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["quickstart", *sys.argv[1:]]))
