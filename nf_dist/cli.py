@@ -52,6 +52,34 @@ def build_parser() -> argparse.ArgumentParser:
     finger = sub.add_parser("fingerprint", help="generate a NaturalFinger fingerprint set")
     _add_config_args(finger, "keys of FingerprintJobConfig")
 
+    bench = sub.add_parser("bench", help="FingerBench: plan or build the benchmark on Ray")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    plan = bench_sub.add_parser("plan", help="print a profile's resolved catalog")
+    plan.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
+    plan.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    build = bench_sub.add_parser("build", help="build (or resume) a benchmark on Ray")
+    build.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
+    build.add_argument("--output", help="output URI (default runs/bench/<profile>)")
+    build.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    build.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
+    build.add_argument("--max-retries", type=int, default=2, help="retries per failed model")
+    build.add_argument("--only", nargs="*", default=[], help="build these ids (and ancestors)")
+    build.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0: any)"
+    )
+    build.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set data.half_size=5000",
+    )
+    build.add_argument(
+        "--dry-run", action="store_true", help="print the task graph and resources, build nothing"
+    )
+    build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
     verify = sub.add_parser("verify", help="check suspects against a fingerprint set")
     verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
     verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
@@ -98,6 +126,48 @@ def _job(args: argparse.Namespace) -> int:
         print(f"saved {config.output_uri} and sample grid {result}")
     else:
         print(f"saved {len(result)} fingerprints to {config.output_uri}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from nf_dist.bench.build import BuildConfig, build_bench, task_graph
+    from nf_dist.bench.catalog import load_profile
+    from nf_dist.config import parse_overrides
+
+    overrides = parse_overrides(getattr(args, "overrides", []))
+    profile = load_profile(args.profile, overrides)
+    if args.bench_command == "plan":
+        if args.json:
+            print(json.dumps(profile.plan(), indent=1))
+        else:
+            print(f"profile {profile.name}: {profile.counts()}")
+            for row in profile.models:
+                print(f"  {row.id:<34} {row.role:<9} {row.attack:<12} {row.arch:<16} {row.params}")
+        return 0
+    only = tuple(args.only)
+    if args.dry_run:
+        graph = task_graph(profile, only)
+        print(json.dumps({"profile": profile.name, "tasks": graph}, indent=1))
+        gpus = sum(t["num_gpus"] for t in graph)
+        print(f"{len(graph)} tasks; GPU asks add up to {gpus:g} GPUs (run concurrently as the cluster allows)", file=sys.stderr)
+        return 0
+    config = BuildConfig(
+        profile=args.profile,
+        output_uri=args.output or f"runs/bench/{profile.name}",
+        address=args.address,
+        num_cpus=args.num_cpus,
+        max_retries=args.max_retries,
+        only=only,
+        metrics_port=args.metrics_port,
+        profile_overrides=overrides,
+        progress=not args.no_progress,
+    )
+    report = build_bench(config)
+    print(
+        f"bench {profile.name} at {config.output_uri}: built {len(report.built)}, "
+        f"already there {len(report.skipped)}, retries {report.retries}, "
+        f"{report.wall_s:.0f}s"
+    )
     return 0
 
 
@@ -154,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"quickstart": _quickstart, "verify": _verify}
+    handlers = {"quickstart": _quickstart, "verify": _verify, "bench": _bench}
     try:
         return handlers.get(args.command, _job)(args)
     except NfDistError as exc:

@@ -68,7 +68,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        value_type = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")

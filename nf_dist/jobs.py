@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from nf_dist.data import load_dataset, paper_splits
+from nf_dist.data import DataConfig, load_splits
 from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set, save_grid
@@ -22,24 +22,14 @@ from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.gan import GanTrainConfig, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
 from nf_dist.models.training import TrainConfig, accuracy, train_classifier
-from nf_dist.quickstart import DataConfig
 
 logger = logging.getLogger(__name__)
 
 
 def load_half(data: DataConfig, half: Literal["a", "b"]) -> tuple[ImageDataset, ImageDataset]:
     """The requested training half and the held-out test set of the paper's split."""
-    train = load_dataset(data.train_uri, cache_dir=data.cache_dir)
-    test = load_dataset(data.test_uri, cache_dir=data.cache_dir)
-    parts = paper_splits(
-        train.labels,
-        test.labels,
-        data.split_seed,
-        half_size=data.half_size,
-        finetune_size=data.finetune_size,
-        test_size=data.test_size,
-    )
-    return train.subset(parts[f"half_{half}"], f"half_{half}"), test.subset(parts["test"], "test")
+    splits = load_splits(data, with_query=False)
+    return splits.half(half), splits.test
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 
 from nf_dist import __version__
 from nf_dist.config import dump_yaml, to_dict
-from nf_dist.data import load_dataset, paper_splits
+from nf_dist.data import DataConfig, load_splits
 from nf_dist.errors import DataError
 from nf_dist.fingerprint.fingerprint_set import (
     FingerprintSet,
@@ -36,19 +36,6 @@ from nf_dist.zoo import BuiltModel, ZooModel, build_zoo
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "quickstart.yaml"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the data is and how it is split (sizes None = the paper's full halves)."""
-
-    train_uri: str = "../shared/data/cifar10/train.parquet"
-    test_uri: str = "../shared/data/cifar10/test.parquet"
-    split_seed: int = 0
-    half_size: int | None = None
-    finetune_size: int | None = None
-    test_size: int | None = None
-    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,31 +82,15 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
-    data = config.data
-    train = load_dataset(data.train_uri, cache_dir=data.cache_dir)
-    test_split = load_dataset(data.test_uri, cache_dir=data.cache_dir)
-    parts = paper_splits(
-        train.labels,
-        test_split.labels,
-        data.split_seed,
-        half_size=data.half_size,
-        finetune_size=data.finetune_size,
-        test_size=data.test_size,
-    )
-    halves = {
-        "a": train.subset(parts["half_a"], "half_a"),
-        "b": train.subset(parts["half_b"], "half_b"),
-    }
-    finetune = test_split.subset(parts["finetune"], "finetune")
-    test = test_split.subset(parts["test"], "test")
+    splits = load_splits(config.data, with_query=False)
     clock = _timed(stages, "data", clock)
 
-    zoo = build_zoo(config.models, halves, finetune, test, str(out), progress=progress)
+    zoo = build_zoo(config.models, splits, str(out), progress=progress)
     clock = _timed(stages, "zoo", clock)
 
     gan_uri = str(out / "gan")
     trained = train_gan(
-        halves["a"].images, halves["a"].labels, config.gan, gan_uri, progress=progress
+        splits.half_a.images, splits.half_a.labels, config.gan, gan_uri, progress=progress
     )
     generator = trained.ema_generator or trained.generator
     save_sample_grid(generator, str(out / "gan_samples.png"))

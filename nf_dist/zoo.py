@@ -17,7 +17,7 @@ import torch
 
 from nf_dist.bench.attacks import ATTACKS, AttackData, ModelRecipe
 from nf_dist.config import to_dict
-from nf_dist.data.readers import ImageDataset
+from nf_dist.data.config import Splits
 from nf_dist.errors import CheckpointError, ConfigError
 from nf_dist.models import Classifier
 from nf_dist.models.checkpoint import load_classifier, save_classifier
@@ -34,7 +34,7 @@ class ZooModel:
     Attributes:
         id: stable identifier (file names, tables).
         role: ``positive`` (derived from the owner's source) or ``negative`` (independent).
-        attack: registered attack: ``scratch``, ``finetune``, ``prune``, ``distill``.
+        attack: a registered attack (``nf_dist.bench.attacks.ATTACKS``).
         parent: id of the model the attack starts from (None for ``scratch``).
         data_half: the training half the attacker holds (``a``: the owner's, ``b``: independent).
         use: ``generation`` (the owner's white-box models for fingerprinting) or ``heldout``
@@ -43,6 +43,9 @@ class ZooModel:
         train: training recipe.
         params: attack parameters (``mode`` for finetune, ``rate`` for prune).
         seed: initialisation and data-order seed.
+        recipe: the name of the catalog recipe the training settings came from.
+        mirror_of: for a mirror negative, the id of the positive it mirrors.
+        num_cpus, num_gpus: what one build task of this model asks the cluster for.
     """
 
     id: str
@@ -57,6 +60,10 @@ class ZooModel:
     train: TrainConfig = field(default_factory=TrainConfig)
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    recipe: str | None = None
+    mirror_of: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
 
 
 def validate_zoo(models: tuple[ZooModel, ...]) -> None:
@@ -86,11 +93,30 @@ class BuiltModel:
     reused: bool
 
 
+def build_model(
+    row: ZooModel,
+    parent: Classifier | None,
+    splits: Splits,
+    *,
+    progress: bool = False,
+    device: str = "cpu",
+) -> tuple[Classifier, float, float]:
+    """Build one model by its attack; returns (model, test accuracy, seconds)."""
+    started = time.perf_counter()
+    if parent is not None:
+        parent = parent.to(device)
+    recipe = ModelRecipe(row.arch, row.width, row.stem_stride, row.train, row.params)
+    attack = ATTACKS.get(row.attack)()
+    torch.manual_seed(row.seed)
+    data = AttackData(splits.half(row.data_half), splits.finetune, splits.query)
+    model = attack(parent, data, recipe, progress=progress, seed=row.seed, device=device)
+    seconds = time.perf_counter() - started
+    return model, accuracy(model, splits.test, device=device), seconds
+
+
 def build_zoo(
     models: tuple[ZooModel, ...],
-    halves: dict[str, ImageDataset],
-    finetune: ImageDataset,
-    test: ImageDataset,
+    splits: Splits,
     output_uri: str,
     *,
     progress: bool = True,
@@ -117,20 +143,8 @@ def build_zoo(
                 continue
         except CheckpointError:
             pass
-        started = time.perf_counter()
         parent = built[row.parent].model if row.parent is not None else None
-        recipe = ModelRecipe(row.arch, row.width, row.stem_stride, row.train, row.params)
-        attack = ATTACKS.get(row.attack)()
-        torch.manual_seed(row.seed)
-        model = attack(
-            parent,
-            AttackData(halves[row.data_half], finetune),
-            recipe,
-            progress=progress,
-            seed=row.seed,
-        )
-        seconds = time.perf_counter() - started
-        acc = accuracy(model, test)
+        model, acc, seconds = build_model(row, parent, splits, progress=progress)
         save_classifier(model, uri, row=wanted, test_accuracy=acc, seconds=seconds)
         built[row.id] = BuiltModel(row, model, acc, seconds, False)
         logger.info(

@@ -8,6 +8,8 @@ import torch
 
 def to_input(images: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
     """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float in [0, 1], channels-last in memory."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # read-only views from Ray's object store; torch wants writable
     batch = torch.as_tensor(images).to(device)
     batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
     return batch.contiguous(memory_format=torch.channels_last)

@@ -95,6 +95,7 @@ def train_classifier(
     teacher: nn.Module | None = None,
     parameters: Iterable[nn.Parameter] | None = None,
     after_step: Callable[[], None] | None = None,
+    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     description: str = "train",
@@ -108,6 +109,8 @@ def train_classifier(
         teacher: distil from its soft outputs (softmax at T = 1) on the same augmented view.
         parameters: the parameters to train (default: all); the rest stay frozen.
         after_step: called after every optimiser step (e.g. to re-apply a pruning mask).
+        perturb: ``perturb(model, inputs, targets) -> inputs`` replaces a hard-label batch before
+            the forward pass (adversarial training); called with the model in train mode.
         device: where to train.
         progress: show a progress bar.
         description: label of the progress bar and log lines.
@@ -146,13 +149,15 @@ def train_classifier(
         inputs = to_input(images, device)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, total, config)
-        logits = model(inputs)
         if teacher is not None:
             with torch.no_grad():
                 soft = F.softmax(teacher(inputs), dim=1)
-            loss = F.cross_entropy(logits, soft)
+            loss = F.cross_entropy(model(inputs), soft)
         else:
             targets = torch.as_tensor(data.labels[batch], device=device)
+            if perturb is not None:
+                inputs = perturb(model, inputs, targets)
+            logits = model(inputs)
             loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
         if not torch.isfinite(loss):
             raise FloatingPointError(

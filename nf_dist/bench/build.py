@@ -1,0 +1,316 @@
+"""Build a FingerBench profile on Ray: one task per model, parents first, resumable.
+
+The driver resolves the catalog, skips models that are already committed and verified (see
+:mod:`nf_dist.bench.store`), puts the decoded data splits into the object store once, and submits a
+task for every model whose parent is built. Each task trains its model with the same
+:func:`nf_dist.zoo.build_model` the single-process quickstart uses, writes the weights, then
+commits its manifest row. Failed attempts (an exception or a dead worker) are retried by the
+driver up to ``max_retries`` times, so retries show in the log and in the metrics.
+
+Example:
+    >>> build_bench(BuildConfig(profile="smoke", output_uri="runs/bench/smoke"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from tqdm.auto import tqdm
+
+from nf_dist import __version__
+from nf_dist.bench.catalog import Profile, load_profile
+from nf_dist.bench.store import BenchStore
+from nf_dist.config import to_dict
+from nf_dist.data.config import Splits, load_splits
+from nf_dist.errors import ConfigError, NfDistError
+from nf_dist.models.checkpoint import load_classifier, save_classifier
+from nf_dist.models.training import accuracy
+from nf_dist.ray_utils import init_ray
+from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
+from nf_dist.storage.uri import read_bytes, write_bytes_atomic
+from nf_dist.telemetry import metrics
+from nf_dist.zoo import ZooModel, build_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """``nf-dist bench build``.
+
+    Attributes:
+        profile: a shipped profile name (``paper``, ``cpu``, ``smoke``) or a catalog YAML path.
+        output_uri: a local folder or ``s3://bucket/prefix``.
+        address: a Ray cluster address; None starts an embedded local Ray.
+        num_cpus: CPUs of the embedded local Ray (None: all of the machine's).
+        max_retries: extra attempts per model after a failure.
+        only: build just these ids (and whatever of their ancestors is missing).
+        metrics_port: serve Prometheus ``/metrics`` on this port (0: any free port; None: off).
+        profile_overrides: merged into the profile file (e.g. ``{"data": {"cache_dir": ...}}``).
+        progress: show a progress bar.
+    """
+
+    profile: str = "smoke"
+    output_uri: str = "runs/bench/smoke"
+    address: str | None = None
+    num_cpus: int | None = None
+    max_retries: int = 2
+    only: tuple[str, ...] = ()
+    metrics_port: int | None = None
+    profile_overrides: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclass
+class BuildReport:
+    """What a build did."""
+
+    built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    retries: int = 0
+    wall_s: float = 0.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    metrics_port: int | None = None
+
+
+def row_key(model: ZooModel) -> str:
+    """The canonical text of a resolved row; a committed model is reused only if it matches."""
+    return json.dumps(to_dict(model), sort_keys=True)
+
+
+def task_graph(profile: Profile, only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The tasks a build would run, parents first, with their resource asks (``--dry-run``)."""
+    wanted = _with_ancestors(profile, only) if only else {m.id for m in profile.models}
+    return [
+        {
+            "id": m.id,
+            "after": m.parent,
+            "attack": m.attack,
+            "arch": m.arch,
+            "recipe": m.recipe,
+            "num_cpus": m.num_cpus,
+            "num_gpus": m.num_gpus,
+        }
+        for m in profile.models
+        if m.id in wanted
+    ]
+
+
+def _with_ancestors(profile: Profile, only: tuple[str, ...]) -> set[str]:
+    models = profile.by_id()
+    unknown = [i for i in only if i not in models]
+    if unknown:
+        raise ConfigError(f"--only names unknown model {unknown[0]!r} in profile {profile.name}")
+    wanted: set[str] = set()
+    for model_id in only:
+        current: str | None = model_id
+        while current is not None and current not in wanted:
+            wanted.add(current)
+            current = models[current].parent
+    return wanted
+
+
+def build_one(
+    row: ZooModel, splits: Splits, output_uri: str, attempt: int, progress: bool = False
+) -> dict[str, Any]:
+    """Build, save and commit one model; returns its manifest row. Runs inside a Ray task."""
+    import torch
+
+    store = BenchStore(output_uri)
+    threads = max(1, int(row.num_cpus))
+    torch.set_num_threads(threads)
+    device = "cuda" if row.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    parent = None
+    if row.parent is not None:
+        parent, _ = load_classifier(store.model_stem(row.parent), device=device)
+    model, test_acc, seconds = build_model(row, parent, splits, progress=progress, device=device)
+    finetune_acc = accuracy(model, splits.finetune, device=device)
+    key = row_key(row)
+    stem = save_classifier(
+        model,
+        store.model_stem(row.id),
+        row=json.loads(key),
+        test_accuracy=test_acc,
+        finetune_accuracy=finetune_acc,
+        seconds=seconds,
+    )
+    sidecar = json.loads(read_bytes(stem + SIDECAR_SUFFIX))
+    manifest_row = {
+        "id": row.id,
+        "role": row.role,
+        "arch": row.arch,
+        "attack": row.attack,
+        "params": json.dumps(row.params, sort_keys=True),
+        "parent": row.parent,
+        "mirror_of": row.mirror_of,
+        "data_half": row.data_half,
+        "seed": row.seed,
+        "recipe": row.recipe,
+        "width": row.width,
+        "test_accuracy": test_acc,
+        "finetune_accuracy": finetune_acc,
+        "sha256": sidecar["sha256"],
+        "bytes": sidecar["bytes"],
+        "wall_s": round(seconds, 3),
+        "host": socket.gethostname(),
+        "attempt": attempt,
+        "nf_dist_version": __version__,
+        "row": key,
+    }
+    store.commit_row(manifest_row)
+    return manifest_row
+
+
+@ray.remote(max_retries=0)
+def _build_task(
+    row: ZooModel, splits: Splits, output_uri: str, attempt: int
+) -> dict[str, Any]:  # pragma: no cover - runs in a Ray worker
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return build_one(row, splits, output_uri, attempt)
+
+
+def build_bench(config: BuildConfig) -> BuildReport:
+    """Build every missing or corrupt model of the profile; see the module docstring.
+
+    Raises:
+        ConfigError: an invalid catalog (before anything runs).
+        NfDistError: the output cannot be written, or models still fail after every retry.
+    """
+    started = time.perf_counter()
+    profile = load_profile(config.profile, config.profile_overrides)
+    store = BenchStore(config.output_uri)
+    store.check_writable()
+    write_bytes_atomic(
+        store.profile_uri,
+        json.dumps({"name": profile.name, "models": profile.plan()}, indent=1).encode(),
+    )
+    report = BuildReport()
+    if config.metrics_port is not None:
+        report.metrics_port = metrics.serve_metrics(config.metrics_port)
+    wanted = _with_ancestors(profile, config.only) if config.only else None
+    todo = [m for m in profile.models if wanted is None or m.id in wanted]
+    committed: dict[str, dict[str, Any]] = {}
+    for model in todo:
+        row = store.verified_row(model.id, row_key(model))
+        if row is not None:
+            committed[model.id] = row
+            report.skipped.append(model.id)
+            metrics.BENCH_MODELS_SKIPPED.labels(model.attack).inc()
+    pending = [m for m in todo if m.id not in committed]
+    logger.info(
+        "bench %s -> %s: %d models, %d already built, %d to build",
+        profile.name,
+        config.output_uri,
+        len(todo),
+        len(committed),
+        len(pending),
+    )
+    if pending:
+        _run_tasks(config, profile, store, pending, committed, report)
+    report.rows = [committed[m.id] for m in todo if m.id in committed]
+    existing = _all_committed_rows(store, profile)
+    store.write_manifest(list({**existing, **committed}.values()))
+    report.wall_s = time.perf_counter() - started
+    if report.failed:
+        first, reason = next(iter(report.failed.items()))
+        raise NfDistError(
+            f"{len(report.failed)} model(s) failed after {config.max_retries} retries "
+            f"(first: {first}: {reason}); re-run the same command to resume"
+        )
+    return report
+
+
+def _all_committed_rows(store: BenchStore, profile: Profile) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for model in profile.models:
+        row = store.read_row(model.id)
+        if row is not None and row.get("row") == row_key(model):
+            rows[model.id] = row
+    return rows
+
+
+def _run_tasks(
+    config: BuildConfig,
+    profile: Profile,
+    store: BenchStore,
+    pending: list[ZooModel],
+    committed: dict[str, dict[str, Any]],
+    report: BuildReport,
+) -> None:
+    init_ray(config.address, num_cpus=config.num_cpus)
+    splits_ref = ray.put(load_splits(profile.data))
+    waiting = {m.id: m for m in pending}
+    attempts: dict[str, int] = {}
+    running: dict[ray.ObjectRef, ZooModel] = {}
+    bar = tqdm(total=len(pending), desc=f"bench {profile.name}", disable=not config.progress)
+
+    def submit_ready() -> None:
+        for model_id in list(waiting):
+            model = waiting[model_id]
+            if model.parent is not None and model.parent not in committed:
+                if model.parent in report.failed:
+                    report.failed[model_id] = f"parent {model.parent} failed"
+                    del waiting[model_id]
+                continue
+            del waiting[model_id]
+            attempt = attempts.get(model_id, 0) + 1
+            attempts[model_id] = attempt
+            options: dict[str, Any] = {"num_cpus": model.num_cpus, "name": f"build:{model_id}"}
+            if model.num_gpus > 0:
+                options["num_gpus"] = model.num_gpus
+            ref = _build_task.options(**options).remote(model, splits_ref, store.uri, attempt)
+            running[ref] = model
+
+    submit_ready()
+    while running:
+        done, _ = ray.wait(list(running), num_returns=1)
+        ref = done[0]
+        model = running.pop(ref)
+        try:
+            row = ray.get(ref)
+        except (ray.exceptions.RayError, NfDistError) as exc:
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+            if attempts[model.id] <= config.max_retries:
+                logger.warning(
+                    "%s: attempt %d failed (%s); retrying", model.id, attempts[model.id], reason
+                )
+                report.retries += 1
+                metrics.BENCH_MODELS_RETRIED.labels(model.attack).inc()
+                waiting[model.id] = model
+            else:
+                logger.error(
+                    "%s: failed after %d attempts: %s", model.id, attempts[model.id], reason
+                )
+                report.failed[model.id] = reason
+                metrics.BENCH_MODELS_FAILED.labels(model.attack).inc()
+                bar.update(1)
+        else:
+            committed[model.id] = row
+            report.built.append(model.id)
+            metrics.BENCH_MODELS_BUILT.labels(model.attack).inc()
+            metrics.BENCH_MODEL_SECONDS.labels(model.attack).observe(row["wall_s"])
+            bar.update(1)
+            logger.info(
+                "[%d/%d] %s (%s %s): test acc %.3f, %.1fs, attempt %d",
+                len(report.built),
+                len(pending),
+                model.id,
+                model.attack,
+                model.arch,
+                row["test_accuracy"],
+                row["wall_s"],
+                row["attempt"],
+            )
+        submit_ready()
+    bar.close()
+    for model_id in waiting:
+        report.failed.setdefault(model_id, "never scheduled")

@@ -1,0 +1,222 @@
+"""Write the FingerBench catalog files (nf_dist/bench/catalogs/{paper,cpu,smoke}.yaml).
+
+The YAML files are the source of truth and are committed; this script records how their rows were
+laid out (the paper's 154-model structure) so the profiles stay consistent with each other. Re-run
+it after changing a recipe here, then review the diff:
+
+    .venv/bin/python scripts/make_catalogs.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OUT = Path(__file__).resolve().parents[1] / "nf_dist" / "bench" / "catalogs"
+ARCHS = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "seresnet18",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+    "densenet_bc",
+    "efficientnet_b0",
+    "googlenet",
+    "inception_v3",
+    "mobilenet_v2",
+    "shufflenet_v2",
+    "squeezenet",
+    "xception",
+]
+FINETUNE_MODES = ["ftll", "ftal", "rtll", "rtal"]
+PRUNE_RATES = [round(0.1 * i, 1) for i in range(1, 10)]
+NOISE_LEVELS = list(range(1, 10))
+ADV_RATIOS = [round(0.1 * i, 1) for i in range(1, 11)]
+
+
+def lineage(
+    role: str, prefix: str, half: str, seed: int, pgd: dict[str, Any], archs: list[str]
+) -> list[dict[str, Any]]:
+    """The 63-model pipeline from one ResNet18 source (the owner's, or its mirror)."""
+    source = f"{prefix}source"
+    rows: list[dict[str, Any]] = [
+        dict(id=source, role=role, arch="resnet18", attack="scratch", recipe="source",
+             data_half=half, seed=seed)
+    ]
+
+    def child(name: str, attack: str, recipe: str, **extra: Any) -> None:
+        rows.append(dict(id=f"{prefix}{name}", role=role, attack=attack, recipe=recipe,
+                         parent=source, data_half=half, seed=seed + len(rows), **extra))
+
+    for mode in FINETUNE_MODES:
+        child(mode, "finetune", "finetune", params={"mode": mode})
+    for rate in PRUNE_RATES:
+        child(f"prune-{rate}", "prune", "finetune", params={"rate": rate})
+    for level in NOISE_LEVELS:
+        child(f"noise-{level}", "noise", "finetune", params={"level": level})
+    for ratio in ADV_RATIOS:
+        child(f"adv-{ratio}", "adversarial", "adversarial", params={"ratio": ratio, **pgd})
+    for arch in archs:
+        child(f"distill-{arch}", "distill", "student", arch=arch)
+    for arch in archs:
+        child(f"knockoff-{arch}", "knockoff", "knockoff", arch=arch)
+    return rows
+
+
+def full_catalog(pgd: dict[str, Any]) -> list[dict[str, Any]]:
+    """63 positives, 63 mirror negatives, 14 independent models and their 14 ResNet18 students."""
+    positives = lineage("positive", "", "a", 0, pgd, ARCHS)
+    mirrors = lineage("negative", "mirror-", "b", 1000, pgd, ARCHS)
+    for row, positive in zip(mirrors, positives):
+        row["mirror_of"] = positive["id"]
+    independent: list[dict[str, Any]] = []
+    for i, arch in enumerate(a for a in ARCHS if a != "resnet18"):
+        independent.append(dict(id=f"indep-{arch}", role="negative", arch=arch, attack="scratch",
+                                recipe="scratch", data_half="b", seed=2000 + i))
+    for i, arch in enumerate(a for a in ARCHS if a != "resnet18"):
+        independent.append(dict(id=f"indep-{arch}-distilled", role="negative", arch="resnet18",
+                                attack="distill", recipe="student", parent=f"indep-{arch}",
+                                data_half="b", seed=3000 + i))
+    return positives + mirrors + independent
+
+
+def smoke_catalog() -> list[dict[str, Any]]:
+    """A dozen tiny models that exercise every attack, a mirror pair and an independent pair."""
+    pgd = {"steps": 2}
+    rows = [
+        dict(id="source", role="positive", arch="resnet18", attack="scratch", recipe="source",
+             data_half="a", seed=0),
+        dict(id="ftll", role="positive", attack="finetune", recipe="finetune", parent="source",
+             params={"mode": "ftll"}, seed=1),
+        dict(id="rtal", role="positive", attack="finetune", recipe="finetune", parent="source",
+             params={"mode": "rtal"}, seed=2),
+        dict(id="prune-0.5", role="positive", attack="prune", recipe="finetune",
+             parent="source", params={"rate": 0.5}, seed=3),
+        dict(id="noise-3", role="positive", attack="noise", recipe="finetune", parent="source",
+             params={"level": 3}, seed=4),
+        dict(id="adv-0.5", role="positive", attack="adversarial", recipe="finetune",
+             parent="source", params={"ratio": 0.5, **pgd}, seed=5),
+        dict(id="distill-vgg13_bn", role="positive", arch="vgg13_bn", attack="distill",
+             recipe="student", parent="source", seed=6),
+        dict(id="knockoff-resnet18", role="positive", arch="resnet18", attack="knockoff",
+             recipe="student", parent="source", seed=7),
+        dict(id="mirror-source", role="negative", arch="resnet18", attack="scratch",
+             recipe="source", data_half="b", seed=10, mirror_of="source"),
+        dict(id="mirror-ftll", role="negative", attack="finetune", recipe="finetune",
+             parent="mirror-source", params={"mode": "ftll"}, data_half="b", seed=11,
+             mirror_of="ftll"),
+        dict(id="indep-vgg13_bn", role="negative", arch="vgg13_bn", attack="scratch",
+             recipe="source", data_half="b", seed=12),
+        dict(id="indep-vgg13_bn-distilled", role="negative", arch="resnet18", attack="distill",
+             recipe="student", parent="indep-vgg13_bn", data_half="b", seed=13),
+    ]
+    return rows
+
+
+CHOICES = {
+    "from_scratch": "one-cycle Nesterov SGD (the `source` and `scratch` recipes), flip + random "
+    "crop, label smoothing 0.2",
+    "pgd": "L-inf 8/255 from a uniform random start, step 2.5 * eps / steps, steps per profile "
+    "(in each adversarial row's params), replacing the first r of every batch",
+    "distillation": "T = 1 soft targets of the teacher on the student's own augmented view, on the "
+    "attacker's training half (`student` recipe)",
+    "knockoff": "random strategy, soft outputs of the victim on Tiny-ImageNet resized to 32x32 "
+    "(`knockoff` recipe, data.query_*)",
+    "pruning": "one global magnitude threshold over every conv and linear weight; biases and "
+    "BatchNorm kept; mask re-applied after every fine-tuning step",
+    "noise": "each conv and linear weight W gets N(0, (std(W)/a)^2), then fine-tuning",
+    "finetune": "on the 5,000-image fine-tuning set (or the profile's finetune_size)",
+}
+
+
+def train(epochs: float, lr: float, **extra: Any) -> dict[str, Any]:
+    return {"epochs": epochs, "lr": lr, **extra}
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "description": "The paper's 154 models at full width on the full splits, for a GPU "
+        "cluster (one GPU for the sources, fractional GPUs for the rest).",
+        "data": {"query_uri": "../shared/data/tinyimagenet/train.parquet"},
+        "width": 1.0,
+        "stem_stride": 1,
+        "recipes": {
+            "source": {"train": train(40, 0.1, label_smoothing=0.1),
+                       "resources": {"num_cpus": 4, "num_gpus": 1}},
+            "scratch": {"train": train(40, 0.1, label_smoothing=0.1),
+                        "resources": {"num_cpus": 4, "num_gpus": 0.5}},
+            "finetune": {"train": train(10, 0.005, schedule="constant"),
+                         "resources": {"num_cpus": 2, "num_gpus": 0.25},
+                         "note": "the paper: 10 epochs, SGD lr 0.005"},
+            "adversarial": {"train": train(10, 0.005, schedule="constant"),
+                            "resources": {"num_cpus": 2, "num_gpus": 0.5}},
+            "student": {"train": train(40, 0.1), "resources": {"num_cpus": 4, "num_gpus": 0.5}},
+            "knockoff": {"train": train(40, 0.1), "resources": {"num_cpus": 4, "num_gpus": 0.5}},
+        },
+        "pgd": {"steps": 10},
+    },
+    "cpu": {
+        "description": "The paper's 154-model structure for a 2-core CPU: width 0.25 (16 "
+        "channels at the first stage), stride-2 stems, short schedules, fewer Knockoff queries.",
+        "data": {"query_uri": "../shared/data/tinyimagenet/train.parquet", "query_size": 10000},
+        "width": 0.25,
+        "stem_stride": 2,
+        "recipes": {
+            "source": {"train": train(10, 0.2, label_smoothing=0.2, crop_padding=2)},
+            "scratch": {"train": train(3, 0.2, label_smoothing=0.2, crop_padding=2)},
+            "finetune": {"train": train(2, 0.005, schedule="constant", batch_size=64)},
+            "adversarial": {"train": train(1, 0.005, schedule="constant", batch_size=64)},
+            "student": {"train": train(2, 0.2, crop_padding=2)},
+            "knockoff": {"train": train(3, 0.2, crop_padding=2)},
+        },
+        "pgd": {"steps": 3},
+    },
+    "smoke": {
+        "description": "A dozen tiny models on a few hundred images that exercise every attack, "
+        "a mirror pair and an independent teacher-student pair (tests only).",
+        "data": {
+            "query_uri": "../shared/data/tinyimagenet/train.parquet",
+            "half_size": 600,
+            "finetune_size": 300,
+            "test_size": 300,
+            "query_size": 400,
+        },
+        "width": 0.125,
+        "stem_stride": 2,
+        "recipes": {
+            "source": {"train": train(1, 0.1, batch_size=64)},
+            "finetune": {"train": train(1, 0.01, schedule="constant", batch_size=64)},
+            "student": {"train": train(1, 0.1, batch_size=64)},
+        },
+    },
+}
+
+
+def dump(name: str, profile: dict[str, Any]) -> None:
+    rows = smoke_catalog() if name == "smoke" else full_catalog(profile["pgd"])
+    header = {k: v for k, v in profile.items() if k != "pgd"}
+    lines = [
+        f"# FingerBench catalog, profile `{name}`: every model as one row (see",
+        "# nf_dist/bench/catalog.py for the fields). Rows with a parent and no arch keep the",
+        "# parent's architecture. Laid out by scripts/make_catalogs.py.",
+        yaml.safe_dump({"name": name, **header, "choices": CHOICES}, sort_keys=False, width=100),
+        "models:",
+    ]
+    for row in rows:
+        flow = yaml.safe_dump(row, default_flow_style=True, sort_keys=False, width=400).strip()
+        lines.append(f"  - {flow}")
+    (OUT / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, profile in PROFILES.items():
+        dump(name, profile)
+
+
+if __name__ == "__main__":
+    main()
