@@ -1,0 +1,144 @@
+"""The FingerBench build on a real local Ray: local folder and loopback S3, resume after damage,
+a worker killed mid-build, fail-fast on a missing bucket, and the /metrics endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from nf_dist import bench
+from nf_dist.bench.build import BuildConfig, build_bench
+from nf_dist.bench.store import BenchStore
+from nf_dist.errors import NfDistError
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+
+SMOKE_IDS = 12
+
+
+def _config(output_uri: str, **kwargs: object) -> BuildConfig:
+    return BuildConfig(profile="smoke", output_uri=output_uri, progress=False, **kwargs)  # type: ignore[arg-type]
+
+
+def _assert_complete(uri: str) -> None:
+    loaded = bench.load(uri)
+    assert len(loaded.ids()) == SMOKE_IDS
+    store = BenchStore(uri)
+    for row in loaded.manifest.to_pylist():
+        assert store.verified_row(row["id"], row["row"]) is not None, row["id"]
+
+
+@pytest.fixture(scope="module")
+def built_local(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
+    uri = str(tmp_path_factory.mktemp("bench") / "smoke")
+    return uri, build_bench(_config(uri, metrics_port=0))
+
+
+def test_smoke_builds_locally_with_a_full_manifest(built_local) -> None:
+    uri, report = built_local
+    assert len(report.built) == SMOKE_IDS and not report.failed
+    _assert_complete(uri)
+    manifest = bench.load(uri).manifest.to_pylist()
+    source = next(r for r in manifest if r["id"] == "source")
+    weights = Path(uri, "models", "source.safetensors").read_bytes()
+    assert source["sha256"] == hashlib.sha256(weights).hexdigest()
+    assert source["bytes"] == len(weights)
+    assert 0 <= source["test_accuracy"] <= 1 and source["wall_s"] > 0
+    assert {r["role"] for r in manifest} == {"positive", "negative"}
+
+
+def test_loaded_models_answer_like_the_built_ones(built_local) -> None:
+    import torch
+
+    uri, _ = built_local
+    model = bench.load(uri).model("ftll")
+    assert model(torch.rand(3, 3, 32, 32)).shape == (3, 10)
+    with pytest.raises(Exception, match="no model"):
+        bench.load(uri).model("nope")
+
+
+def test_metrics_endpoint_counts_the_build(built_local) -> None:
+    _, report = built_local
+    assert report.metrics_port
+    text = urllib.request.urlopen(f"http://127.0.0.1:{report.metrics_port}/metrics").read()
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    built = sum(
+        s.value for s in families["nf_bench_models_built"].samples if s.name.endswith("_total")
+    )
+    assert built >= SMOKE_IDS
+    seconds = families["nf_bench_model_build_seconds"]
+    assert any(s.labels.get("attack") == "knockoff" for s in seconds.samples)
+
+
+def test_rebuilds_only_what_is_missing_or_corrupt(built_local) -> None:
+    uri, _ = built_local
+    Path(uri, "models", "noise-3.safetensors").write_bytes(b"not a model")
+    Path(uri, "rows", "ftll.json").unlink()
+    report = build_bench(_config(uri))
+    assert sorted(report.built) == ["ftll", "noise-3"]
+    assert len(report.skipped) == SMOKE_IDS - 2
+    _assert_complete(uri)
+
+
+def _worker_pids(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if f"ray::build:{name}" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_worker_killed_mid_build_is_retried(tmp_path: Path) -> None:
+    uri = str(tmp_path / "killed")
+    killed: list[int] = []
+
+    def kill_source_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for pid in _worker_pids("source"):
+                time.sleep(0.5)  # let it start training
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_source_worker, daemon=True)
+    killer.start()
+    # A longer source task so the kill lands mid-training.
+    report = build_bench(
+        _config(uri, profile_overrides={"recipes": {"source": {"train": {"epochs": 6}}}})
+    )
+    killer.join(timeout=5)
+    assert killed, "the source task was never seen running"
+    assert report.retries >= 1
+    _assert_complete(uri)
+
+
+def test_smoke_builds_to_s3_and_resumes(bucket: str) -> None:
+    uri = f"s3://{bucket}/smoke"
+    first = build_bench(_config(uri))
+    assert len(first.built) == SMOKE_IDS
+    _assert_complete(uri)
+    second = build_bench(_config(uri))
+    assert not second.built and len(second.skipped) == SMOKE_IDS
+    assert bench.load(uri).model("source") is not None
+
+
+def test_a_missing_bucket_fails_fast_naming_the_uri(s3_endpoint: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(NfDistError, match="s3://no-such-bucket-nf/x"):
+        build_bench(_config("s3://no-such-bucket-nf/x"))
+    assert time.monotonic() - started < 30

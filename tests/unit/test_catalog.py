@@ -1,0 +1,182 @@
+"""The benchmark catalogs: the paper's structure, validation of bad rows, the plan command."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nf_dist.bench.build import task_graph
+from nf_dist.bench.catalog import CATALOG_DIR, load_profile, profile_names
+from nf_dist.cli import main
+from nf_dist.errors import ConfigError
+from nf_dist.models import list_classifiers
+
+
+@pytest.mark.parametrize("name", ["paper", "cpu"])
+def test_full_profiles_have_the_papers_structure(name: str) -> None:
+    profile = load_profile(name)
+    models = profile.models
+    assert profile.counts() == {"positive": 63, "negative": 91}
+    assert {m.arch for m in models} == set(list_classifiers())
+    assert len(list_classifiers()) == 15
+    attacks = Counter(m.attack for m in models if m.role == "positive")
+    assert attacks == {
+        "scratch": 1,
+        "finetune": 4,
+        "prune": 9,
+        "noise": 9,
+        "adversarial": 10,
+        "distill": 15,
+        "knockoff": 15,
+    }
+    by_id = profile.by_id()
+    mirrors = [m for m in models if m.mirror_of is not None]
+    assert len(mirrors) == 63
+    assert len({m.mirror_of for m in mirrors}) == 63  # one to one
+    for mirror in mirrors:
+        positive = by_id[mirror.mirror_of]  # type: ignore[index]
+        assert positive.role == "positive" and mirror.role == "negative"
+        assert (mirror.attack, mirror.params, mirror.arch) == (
+            positive.attack,
+            positive.params,
+            positive.arch,
+        )
+        assert mirror.data_half == "b" and positive.data_half == "a"
+    independent = [m for m in models if m.role == "negative" and m.mirror_of is None]
+    assert len(independent) == 28
+    assert sorted(m.arch for m in independent if m.attack == "scratch") == sorted(
+        a for a in list_classifiers() if a != "resnet18"
+    )
+
+
+def test_build_order_puts_parents_first() -> None:
+    for name in profile_names():
+        seen: set[str] = set()
+        for model in load_profile(name).models:
+            assert model.parent is None or model.parent in seen
+            seen.add(model.id)
+
+
+def test_paper_profile_asks_for_gpus_and_the_cpu_profile_does_not() -> None:
+    paper = task_graph(load_profile("paper"))
+    assert len(paper) == 154 and all(t["num_gpus"] > 0 for t in paper)
+    assert all(t["num_gpus"] == 0 for t in task_graph(load_profile("cpu")))
+
+
+def test_smoke_profile_exercises_every_attack() -> None:
+    from nf_dist.bench.attacks import ATTACKS
+
+    profile = load_profile("smoke")
+    assert {m.attack for m in profile.models} == set(ATTACKS.names())
+    assert len(profile.models) == 12
+
+
+def _write_catalog(tmp_path: Path, rows: list[dict]) -> str:
+    spec = yaml.safe_load((CATALOG_DIR / "smoke.yaml").read_text())
+    spec["models"] = rows
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+SOURCE = {
+    "id": "s",
+    "role": "positive",
+    "arch": "resnet18",
+    "attack": "scratch",
+    "recipe": "source",
+}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([SOURCE, {**SOURCE, "id": "t", "arch": "resnet99"}], "model 't': unknown architecture"),
+        ([SOURCE, {**SOURCE, "id": "t", "attack": "steal"}], "model 't': unknown attack"),
+        (
+            [
+                SOURCE,
+                {
+                    "id": "t",
+                    "role": "positive",
+                    "attack": "finetune",
+                    "recipe": "finetune",
+                    "parent": "nobody",
+                },
+            ],
+            "model 't': parent 'nobody' is not in the catalog",
+        ),
+        (
+            [
+                {
+                    "id": "a",
+                    "role": "positive",
+                    "attack": "finetune",
+                    "recipe": "finetune",
+                    "parent": "b",
+                },
+                {
+                    "id": "b",
+                    "role": "positive",
+                    "attack": "finetune",
+                    "recipe": "finetune",
+                    "parent": "a",
+                },
+            ],
+            "cycle",
+        ),
+        ([SOURCE, SOURCE], "appears twice"),
+        (
+            [
+                SOURCE,
+                {
+                    "id": "t",
+                    "role": "positive",
+                    "attack": "prune",
+                    "recipe": "finetune",
+                    "parent": "s",
+                    "params": {"ratee": 0.5},
+                },
+            ],
+            "no parameter 'ratee'",
+        ),
+        ([{**SOURCE, "recipe": "slow"}], "unknown recipe 'slow'"),
+        ([{**SOURCE, "rol": "positive"}], "rol"),
+    ],
+)
+def test_bad_catalogs_are_rejected_naming_the_row(
+    tmp_path: Path, rows: list[dict], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_profile(_write_catalog(tmp_path, rows))
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="paper"):
+        load_profile("papr")
+
+
+def test_plan_json_lists_every_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "plan", "--profile", "paper", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 154
+    assert {"id", "role", "arch", "attack", "params", "parent"} <= set(rows[0])
+    assert sum(r["role"] == "positive" for r in rows) == 63
+
+
+def test_dry_run_prints_the_task_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "build", "--profile", "paper", "--dry-run"]) == 0
+    graph = json.loads(capsys.readouterr().out)
+    assert len(graph["tasks"]) == 154
+    source = next(t for t in graph["tasks"] if t["id"] == "source")
+    assert source["num_gpus"] == 1 and source["after"] is None
+
+
+def test_overrides_reach_the_profile() -> None:
+    profile = load_profile("smoke", {"data": {"half_size": 100}, "width": 0.5})
+    assert profile.data.half_size == 100
+    assert profile.by_id()["source"].width == 0.5
