@@ -13,33 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from nf_dist import __version__
+from benchmarks.common import machine
 from nf_dist.config import load_config, read_yaml
 from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig, run_quickstart
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "python": sys.version.split()[0],
-        "nf_dist": __version__,
-    }
 
 
 def main() -> None:

@@ -29,6 +29,14 @@ def _add_config_args(parser: argparse.ArgumentParser, default_help: str) -> None
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_workers_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="train data-parallel on N Ray Train workers (same as --set workers.num=N)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nf-dist",
@@ -43,11 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a classifier from scratch on a data half")
     _add_config_args(train, "keys of TrainJobConfig")
+    _add_workers_arg(train)
 
     gan = sub.add_parser("gan", help="GAN commands")
     gan_sub = gan.add_subparsers(dest="gan_command", required=True)
     gan_train = gan_sub.add_parser("train", help="train a class-conditional GAN")
     _add_config_args(gan_train, "keys of GanJobConfig")
+    _add_workers_arg(gan_train)
 
     finger = sub.add_parser("fingerprint", help="generate a NaturalFinger fingerprint set")
     _add_config_args(finger, "keys of FingerprintJobConfig")
@@ -118,7 +128,10 @@ def _job(args: argparse.Namespace) -> int:
         "fingerprint": (jobs.FingerprintJobConfig, jobs.run_fingerprint),
     }
     config_cls, run = kinds[args.command]
-    config = load_config(config_cls, args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "workers", None) is not None:
+        overrides.append(f"workers.num={args.workers}")
+    config = load_config(config_cls, args.config, overrides)
     result = run(config, progress=not args.no_progress)
     if args.command == "train":
         print(f"saved {config.output_uri} (test accuracy {result:.4f})")
@@ -149,7 +162,10 @@ def _bench(args: argparse.Namespace) -> int:
         graph = task_graph(profile, only)
         print(json.dumps({"profile": profile.name, "tasks": graph}, indent=1))
         gpus = sum(t["num_gpus"] for t in graph)
-        print(f"{len(graph)} tasks; GPU asks add up to {gpus:g} GPUs (run concurrently as the cluster allows)", file=sys.stderr)
+        print(
+            f"{len(graph)} tasks; GPU asks add up to {gpus:g} GPUs in all",
+            file=sys.stderr,
+        )
         return 0
     config = BuildConfig(
         profile=args.profile,

@@ -33,8 +33,37 @@ def load_half(data: DataConfig, half: Literal["a", "b"]) -> tuple[ImageDataset, 
 
 
 @dataclass(frozen=True)
+class WorkersConfig:
+    """Data-parallel training on Ray Train workers (``num`` 0: train in this process).
+
+    Attributes:
+        num: number of workers (``--workers N``).
+        cpus_per_worker: CPUs (and torch threads) per worker.
+        use_gpu: one GPU per worker (NCCL); gloo on CPUs otherwise.
+        max_failures: worker-group restarts from the latest checkpoint before giving up.
+        address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
+    """
+
+    num: int = 0
+    cpus_per_worker: int = 1
+    use_gpu: bool = False
+    max_failures: int = 2
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.num < 0 or self.cpus_per_worker < 1 or self.max_failures < 0:
+            raise ConfigError(
+                "workers: num >= 0, cpus_per_worker >= 1 and max_failures >= 0 are required"
+            )
+
+
+@dataclass(frozen=True)
 class TrainJobConfig:
-    """``nf-dist train``: one classifier from scratch on a training half."""
+    """``nf-dist train``: one classifier from scratch on a training half.
+
+    ``workers.num`` 0 trains in this process; N >= 1 trains data-parallel on N Ray Train
+    workers (:mod:`nf_dist.distributed.train`), restarting from the latest checkpoint on failure.
+    """
 
     output_uri: str = "runs/train/model"
     data: DataConfig = field(default_factory=DataConfig)
@@ -44,10 +73,15 @@ class TrainJobConfig:
     stem_stride: int = 2
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
 
 def run_train(config: TrainJobConfig, *, progress: bool = True) -> float:
     """Train, evaluate and checkpoint; returns the test accuracy."""
+    if config.workers.num > 0:
+        from nf_dist.distributed.train import train_classifier_on_ray
+
+        return train_classifier_on_ray(config, progress=progress)[1]
     half, test = load_half(config.data, config.data_half)
     torch.manual_seed(config.seed)
     model = create_classifier(config.arch, half.num_classes, config.width, config.stem_stride)
@@ -60,16 +94,24 @@ def run_train(config: TrainJobConfig, *, progress: bool = True) -> float:
 
 @dataclass(frozen=True)
 class GanJobConfig:
-    """``nf-dist gan train``: a class-conditional GAN on a training half."""
+    """``nf-dist gan train``: a class-conditional GAN on a training half.
+
+    ``workers.num`` N >= 1 trains data-parallel on N Ray Train workers (see ``WorkersConfig``).
+    """
 
     output_uri: str = "runs/gan/gan"
     data: DataConfig = field(default_factory=DataConfig)
     data_half: Literal["a", "b"] = "a"
     gan: GanTrainConfig = field(default_factory=GanTrainConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
 
 
 def run_gan(config: GanJobConfig, *, progress: bool = True) -> str:
     """Train (or resume) the GAN, write a sample grid; returns the grid's path."""
+    if config.workers.num > 0:
+        from nf_dist.distributed.train import train_gan_on_ray
+
+        train_gan_on_ray(config)
     half, _ = load_half(config.data, config.data_half)
     result = train_gan(half.images, half.labels, config.gan, config.output_uri, progress=progress)
     return save_sample_grid(

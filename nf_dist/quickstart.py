@@ -225,9 +225,10 @@ def render_report(
 
 def format_table(result: QuickstartResult) -> str:
     """A plain-text table for the terminal."""
-    header = f"{'suspect':<16}{'role':<10}{'use':<11}{'attack':<10}{'acc':>6}{'MR':>7}  stolen"
+    width = max([len("suspect"), *(len(r["id"]) for r in result.rows)]) + 2
+    header = f"{'suspect':<{width}}{'role':<10}{'use':<11}{'attack':<10}{'acc':>6}{'MR':>7}  stolen"
     body = [
-        f"{r['id']:<16}{r['role']:<10}{r['use']:<11}{r['attack']:<10}"
+        f"{r['id']:<{width}}{r['role']:<10}{r['use']:<11}{r['attack']:<10}"
         f"{r['test_accuracy']:>6.3f}{r['matching_rate']:>7.3f}  {r['stolen']}"
         for r in result.rows
     ]

@@ -70,6 +70,23 @@ class TrainConfig:
 
 
 @dataclass
+class TrainProgress:
+    """Where a run stands at an epoch boundary: enough to resume it exactly.
+
+    Attributes:
+        step: the next step to run.
+        rng_state: the data-order/augmentation generator's state.
+        optimizer_state: the optimiser's ``state_dict()``.
+        losses: mean loss of every finished epoch.
+    """
+
+    step: int
+    rng_state: dict
+    optimizer_state: dict
+    losses: list[float] = field(default_factory=list)
+
+
+@dataclass
 class TrainResult:
     """What a training run did: per-epoch mean loss and the time it took."""
 
@@ -96,6 +113,9 @@ def train_classifier(
     parameters: Iterable[nn.Parameter] | None = None,
     after_step: Callable[[], None] | None = None,
     perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    resume: TrainProgress | None = None,
+    on_epoch_end: Callable[[TrainProgress], None] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     description: str = "train",
@@ -111,11 +131,18 @@ def train_classifier(
         after_step: called after every optimiser step (e.g. to re-apply a pruning mask).
         perturb: ``perturb(model, inputs, targets) -> inputs`` replaces a hard-label batch before
             the forward pass (adversarial training); called with the model in train mode.
+        shard: ``(rank, world_size)`` for data-parallel training: every worker draws the same
+            global batch (same generator, same augmentation) and trains on its ``rank::world``
+            slice; with gradient averaging (DDP) this is the single-process run at the same
+            global batch, up to BatchNorm statistics.
+        resume: continue from a :class:`TrainProgress` (an epoch boundary).
+        on_epoch_end: called with the progress after every full epoch (checkpointing).
         device: where to train.
         progress: show a progress bar.
         description: label of the progress bar and log lines.
     """
     rng = np.random.default_rng(config.seed)
+    rank, world_size = shard
     params = [p for p in (parameters if parameters is not None else model.parameters())]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -134,18 +161,28 @@ def train_classifier(
     if teacher is not None:
         teacher.to(device).eval()
     result = TrainResult()
+    first_step = 0
+    if resume is not None:
+        first_step = resume.step
+        rng.bit_generator.state = resume.rng_state
+        optimizer.load_state_dict(resume.optimizer_state)
+        result.losses = list(resume.losses)
     start = time.perf_counter()
     running, seen = 0.0, 0
-    order = rng.permutation(len(data))
-    bar = tqdm(range(total), desc=description, disable=not progress, leave=False)
+    order = np.arange(len(data))
+    bar = tqdm(range(first_step, total), desc=description, disable=not progress, leave=False)
     for step in bar:
         cursor = step % steps_per_epoch
-        if cursor == 0 and step > 0:
+        if cursor == 0:
+            if step > first_step:
+                result.losses.append(running / max(1, seen))
+                running, seen = 0.0, 0
+                if on_epoch_end is not None:
+                    on_epoch_end(_progress(step, rng, optimizer, result))
             order = rng.permutation(len(data))
-            result.losses.append(running / max(1, seen))
-            running, seen = 0.0, 0
         batch = order[cursor * config.batch_size : (cursor + 1) * config.batch_size]
         images = random_crop_flip(data.images[batch], config.crop_padding, config.flip, rng)
+        batch, images = batch[rank::world_size], images[rank::world_size]
         inputs = to_input(images, device)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, total, config)
@@ -186,6 +223,14 @@ def train_classifier(
         result.losses[-1],
     )
     return result
+
+
+def _progress(
+    step: int, rng: np.random.Generator, optimizer: torch.optim.Optimizer, result: TrainResult
+) -> TrainProgress:
+    return TrainProgress(
+        step, dict(rng.bit_generator.state), optimizer.state_dict(), list(result.losses)
+    )
 
 
 @torch.no_grad()

@@ -119,7 +119,7 @@ def test_golden_optimisation(tiny_world: tuple) -> None:
 def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Path) -> None:
     positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
     config = NaturalFingerConfig(
-        num_fingerprints=8, num_candidates=128, num_optimised=32, steps=40, batch_size=64, lr=0.5
+        num_fingerprints=8, num_candidates=128, num_optimised=64, steps=80, batch_size=64, lr=0.5
     )
     result = generate(
         tiny_zoo["generator"],
@@ -144,7 +144,7 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
     assert np.array_equal(loaded.images, result.images)
     assert np.array_equal(loaded.y_orig, result.y_orig)
     assert loaded.latents is not None and loaded.latents.shape == (len(result), Z_DIM)
-    assert loaded.config["steps"] == 40 and loaded.method == "naturalfinger"
+    assert loaded.config["steps"] == 80 and loaded.method == "naturalfinger"
 
 
 # Measured once with torch 2.14.1 on the CPU (seed 0); a change here is a change of behaviour.

@@ -78,7 +78,7 @@ def copy_parent(parent: Classifier | None) -> Classifier:
     return copy.deepcopy(parent)
 
 
-def prunable_weights(model: nn.Module) -> list[nn.Parameter]:
+def prunable_weights(model: nn.Module) -> list[torch.Tensor]:
     """The weights of every convolution and linear layer (the scope of pruning and noising)."""
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 

@@ -23,12 +23,14 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from nf_dist.errors import CheckpointError, ConfigError, DataError, NfDistError
@@ -316,13 +318,25 @@ def _train_step(
     config: GanTrainConfig,
     rng: torch.Generator,
     device: torch.device,
+    shard: tuple[int, int] = (0, 1),
+    grad_sync: Callable[[nn.Module], None] | None = None,
 ) -> dict[str, float]:
-    """``n_dis`` hinge-loss D steps then one G step; returns the losses."""
+    """``n_dis`` hinge-loss D steps then one G step; returns the losses.
+
+    Data-parallel workers (``shard = (rank, world_size)``) draw the same global batch from the
+    shared generator and keep their ``rank::world_size`` slice; ``grad_sync`` averages the
+    gradients across workers before each optimiser step.
+    """
     G, D = state.generator, state.discriminator
-    batch = config.batch_size
+    rank, world_size = shard
+    batch = len(range(rank, config.batch_size, world_size))
+
+    def mine(*tensors: torch.Tensor) -> list[torch.Tensor]:
+        return [t[rank::world_size] for t in tensors]
+
     for _ in range(config.n_dis):
-        x_real, y_real = _real_batch(data, labels, config, rng)
-        z, y_fake = _noise(config, rng)
+        x_real, y_real = mine(*_real_batch(data, labels, config, rng))
+        z, y_fake = mine(*_noise(config, rng))
         with torch.no_grad():
             x_fake = G(z.to(device), y_fake.to(device))
         # One D pass over real and fake together (D has no BatchNorm, so this equals two passes).
@@ -331,13 +345,17 @@ def _train_step(
         loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         state.optimizer_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        if grad_sync is not None:
+            grad_sync(D)
         state.optimizer_d.step()
-    z, y_fake = _noise(config, rng)
+    z, y_fake = mine(*_noise(config, rng))
     y_fake = y_fake.to(device)
     D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
     loss_g = -D(G(z.to(device), y_fake), y_fake).mean()
     state.optimizer_g.zero_grad(set_to_none=True)
     loss_g.backward()
+    if grad_sync is not None:
+        grad_sync(G)
     state.optimizer_g.step()
     D.requires_grad_(True)
     if state.ema_generator is not None:
@@ -367,6 +385,9 @@ def train_gan(
     *,
     device: str = "cpu",
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
+    grad_sync: Callable[[nn.Module], None] | None = None,
+    on_checkpoint: Callable[[int, dict[str, float]], None] | None = None,
 ) -> GanTrainResult:
     """Train (or resume training) a class-conditional GAN and checkpoint it at ``out_uri``.
 
@@ -379,6 +400,11 @@ def train_gan(
             ``config.steps`` the call returns at once.
         device: torch device to train on.
         progress: show a tqdm bar with the losses.
+        shard: ``(rank, world_size)`` of a data-parallel worker (see :func:`_train_step`); only
+            rank 0 writes checkpoints, every rank resumes from them.
+        grad_sync: averages gradients across workers (data-parallel training).
+        on_checkpoint: called as ``on_checkpoint(steps_done, losses)`` on every rank after each
+            checkpoint step (Ray Train reports progress through it).
 
     Returns:
         A :class:`GanTrainResult` with eval-mode networks.
@@ -422,7 +448,9 @@ def train_gan(
             while state.steps_done < config.steps:
                 step_started = time.perf_counter()
                 rng = _step_rng(config.seed, state.steps_done)
-                losses = _train_step(state, data, label_tensor, config, rng, torch_device)
+                losses = _train_step(
+                    state, data, label_tensor, config, rng, torch_device, shard, grad_sync
+                )
                 state.steps_done += 1
                 state.seconds_total += time.perf_counter() - step_started
                 if not all(math.isfinite(v) for v in losses.values()):
@@ -439,7 +467,10 @@ def train_gan(
                 bar.update()
                 last = state.steps_done == config.steps
                 if last or state.steps_done % config.checkpoint_every == 0:
-                    _save(stem, state, config)
+                    if shard[0] == 0:
+                        _save(stem, state, config)
+                    if on_checkpoint is not None:
+                        on_checkpoint(state.steps_done, losses)
     else:
         logger.info("%s already has %d steps (asked for %d)", stem, state.steps_done, config.steps)
     return GanTrainResult(

@@ -1,0 +1,108 @@
+"""Benchmark: build a FingerBench profile end to end on this machine (default: ``cpu``).
+
+Usage (from the project root):
+    .venv/bin/python -m benchmarks.bench_build [--profile cpu] [--output runs/bench/cpu]
+
+Runs ``nf-dist bench build`` on an embedded local Ray and records wall time, seconds per attack,
+accuracies per attack and the source's test accuracy in
+``benchmarks/results/bench_build_<profile>.{json,md}``. A re-run resumes; the recorded wall time is
+then that of the resumed part only (``resumed_models`` says how many were already there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.common import machine
+from nf_dist import bench
+from nf_dist.bench.build import BuildConfig, build_bench
+from nf_dist.bench.catalog import load_profile
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--output", help="output URI (default runs/bench/<profile>)")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    output = args.output or f"runs/bench/{args.profile}"
+    profile = load_profile(args.profile)
+    started = time.perf_counter()
+    report = build_bench(BuildConfig(profile=args.profile, output_uri=output, progress=False))
+    wall_s = time.perf_counter() - started
+    rows = bench.load(output).manifest.to_pylist()
+    by_attack: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_attack[row["attack"]].append(row)
+    attacks = {
+        name: {
+            "models": len(group),
+            "seconds_total": round(sum(r["wall_s"] for r in group), 1),
+            "seconds_mean": round(statistics.mean(r["wall_s"] for r in group), 1),
+            "test_accuracy_mean": round(statistics.mean(r["test_accuracy"] for r in group), 4),
+            "test_accuracy_min": round(min(r["test_accuracy"] for r in group), 4),
+        }
+        for name, group in sorted(by_attack.items())
+    }
+    source = next(r for r in rows if r["id"] == "source")
+    record = {
+        "command": " ".join(["python -m benchmarks.bench_build", *sys.argv[1:]]),
+        "machine": machine(),
+        "profile": args.profile,
+        "profile_description": profile.description,
+        "wall_s": round(wall_s, 1),
+        "models": len(rows),
+        "built_now": len(report.built),
+        "resumed_models": len(report.skipped),
+        "retries": report.retries,
+        "task_seconds_total": round(sum(r["wall_s"] for r in rows), 1),
+        "source": {
+            "arch": source["arch"],
+            "width": source["width"],
+            "test_accuracy": source["test_accuracy"],
+            "recipe": json.loads(source["row"])["train"],
+        },
+        "per_attack": attacks,
+        "targets": {"wall_s_max": 3600, "models": 154, "source_test_accuracy_min": 0.70},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"bench_build_{args.profile}.json").write_text(json.dumps(record, indent=2))
+    lines = [
+        f"# FingerBench build, profile `{args.profile}`",
+        "",
+        f"Command: `{record['command']}`  ",
+        f"Machine: {record['machine']}  ",
+        f"{profile.description}",
+        "",
+        f"- wall time: {wall_s:.0f} s for {len(report.built)} models built now "
+        f"({len(report.skipped)} already there); target: 154 models in at most 3600 s",
+        f"- sum of task seconds: {record['task_seconds_total']:.0f} s (2 tasks run side by side)",
+        f"- source ({source['arch']}, width {source['width']}): test accuracy "
+        f"{source['test_accuracy']:.4f} (target >= 0.70)",
+        f"- retries: {report.retries}",
+        "",
+        "| attack | models | seconds (total) | seconds (mean) | test acc (mean) | test acc (min) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, a in attacks.items():
+        lines.append(
+            f"| {name} | {a['models']} | {a['seconds_total']} | {a['seconds_mean']} | "
+            f"{a['test_accuracy_mean']:.4f} | {a['test_accuracy_min']:.4f} |"
+        )
+    (RESULTS / f"bench_build_{args.profile}.md").write_text("\n".join(lines) + "\n")
+    print(json.dumps({k: record[k] for k in ("wall_s", "models", "source")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Ray at the edges: data-parallel training (Ray Train) and, later, the sharded optimiser."""
