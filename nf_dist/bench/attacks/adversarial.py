@@ -8,10 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nf_dist.bench.attacks.base import ATTACKS, AttackData, ModelRecipe, copy_parent, param
+from nf_dist.bench.attacks.base import (
+    ATTACKS,
+    Attack,
+    AttackData,
+    ModelRecipe,
+    Trainer,
+    copy_parent,
+    param,
+)
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier
-from nf_dist.models.training import train_classifier
 
 
 def pgd(
@@ -43,25 +50,22 @@ def pgd(
 
 
 @ATTACKS.register("adversarial")
-class AdversarialFineTune:
+class AdversarialFineTune(Attack):
     """FTAL where a fraction ``params.ratio`` of every batch is replaced by PGD examples.
 
     Parameters: ``ratio`` r in (0, 1], ``epsilon`` (8/255), ``steps`` (PGD iterations; the paper
     does not say, the catalog records its choice) and ``step_size`` (default 2.5 * eps / steps).
     """
 
-    needs_parent: ClassVar[bool] = True
     param_names: ClassVar[tuple[str, ...]] = ("ratio", "epsilon", "steps", "step_size")
 
-    def __call__(
+    def run(
         self,
         parent: Classifier | None,
         data: AttackData,
         recipe: ModelRecipe,
-        *,
-        progress: bool = False,
-        seed: int = 0,
-        device: str = "cpu",
+        seed: int,
+        train: Trainer,
     ) -> Classifier:
         ratio = param(recipe, "ratio", 0.5)
         epsilon = param(recipe, "epsilon", 8 / 255)
@@ -89,13 +93,10 @@ class AdversarialFineTune:
             return torch.cat([attacked, inputs[count:]])
 
         torch.manual_seed(seed)
-        train_classifier(
+        train(
             model,
             data.finetune,
-            recipe.train,
             perturb=perturb,
-            device=device,
-            progress=progress,
             description=f"adv{ratio:g}",
         )
         return model

@@ -9,6 +9,7 @@ images for Knockoff). Parents are never modified.
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -18,7 +19,7 @@ from torch import nn
 from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier, create_classifier
-from nf_dist.models.training import TrainConfig
+from nf_dist.models.training import TrainConfig, train_classifier
 from nf_dist.registry import Registry
 
 
@@ -42,12 +43,21 @@ class ModelRecipe:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-class Attack(Protocol):
-    """``needs_parent``: whether the attack starts from a stolen model; ``param_names``: the
-    parameters a catalog row may set."""
+class Trainer(Protocol):
+    """``train(model, dataset, **options)``: the recipe's training loop on the attack's device."""
 
-    needs_parent: ClassVar[bool]
-    param_names: ClassVar[tuple[str, ...]]
+    def __call__(self, model: nn.Module, dataset: ImageDataset, **options: Any) -> None: ...
+
+
+class Attack(ABC):
+    """One attack: ``attack(parent, data, recipe, seed=...) -> model``.
+
+    Subclasses set ``needs_parent`` (whether the attack starts from a stolen model) and
+    ``param_names`` (the parameters a catalog row may set), and implement :meth:`run`.
+    """
+
+    needs_parent: ClassVar[bool] = True
+    param_names: ClassVar[tuple[str, ...]] = ()
 
     def __call__(
         self,
@@ -58,7 +68,29 @@ class Attack(Protocol):
         progress: bool = False,
         seed: int = 0,
         device: str = "cpu",
-    ) -> Classifier: ...
+    ) -> Classifier:
+        if self.needs_parent and parent is None:
+            raise ConfigError(
+                f"attack {type(self).__name__} needs a parent model; set `parent` in the row"
+            )
+
+        def train(model: nn.Module, dataset: ImageDataset, **options: Any) -> None:
+            train_classifier(
+                model, dataset, recipe.train, device=device, progress=progress, **options
+            )
+
+        return self.run(parent, data, recipe, seed, train)
+
+    @abstractmethod
+    def run(
+        self,
+        parent: Classifier | None,
+        data: AttackData,
+        recipe: ModelRecipe,
+        seed: int,
+        train: Trainer,
+    ) -> Classifier:
+        """Build the model (``parent`` is never modified)."""
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")

@@ -6,33 +6,36 @@ from typing import ClassVar
 
 import torch
 
-from nf_dist.bench.attacks.base import ATTACKS, AttackData, ModelRecipe, copy_parent
+from nf_dist.bench.attacks.base import (
+    ATTACKS,
+    Attack,
+    AttackData,
+    ModelRecipe,
+    Trainer,
+    copy_parent,
+)
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier
-from nf_dist.models.training import train_classifier
 
 
 @ATTACKS.register("finetune")
-class FineTune:
+class FineTune(Attack):
     """Fine-tune the stolen model on the fine-tuning set.
 
     ``params.mode``: ``ftll`` trains the last layer, ``ftal`` all layers; ``rtll`` and ``rtal``
     first re-initialise the last layer.
     """
 
-    needs_parent: ClassVar[bool] = True
     param_names: ClassVar[tuple[str, ...]] = ("mode",)
     MODES: ClassVar[tuple[str, ...]] = ("ftll", "ftal", "rtll", "rtal")
 
-    def __call__(
+    def run(
         self,
         parent: Classifier | None,
         data: AttackData,
         recipe: ModelRecipe,
-        *,
-        progress: bool = False,
-        seed: int = 0,
-        device: str = "cpu",
+        seed: int,
+        train: Trainer,
     ) -> Classifier:
         mode = str(recipe.params.get("mode", "ftal"))
         if mode not in self.MODES:
@@ -42,13 +45,10 @@ class FineTune:
         if mode.startswith("rt"):
             model.fc.reset_parameters()
         params = list(model.fc.parameters()) if mode.endswith("ll") else None
-        train_classifier(
+        train(
             model,
             data.finetune,
-            recipe.train,
             parameters=params,
-            device=device,
-            progress=progress,
             description=mode,
         )
         return model

@@ -8,15 +8,16 @@ import torch
 
 from nf_dist.bench.attacks.base import (
     ATTACKS,
+    Attack,
     AttackData,
     ModelRecipe,
+    Trainer,
     copy_parent,
     param,
     prunable_weights,
 )
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier
-from nf_dist.models.training import train_classifier
 
 
 def add_weight_noise(model: torch.nn.Module, level: float, seed: int) -> None:
@@ -33,21 +34,18 @@ def add_weight_noise(model: torch.nn.Module, level: float, seed: int) -> None:
 
 
 @ATTACKS.register("noise")
-class NoiseFineTune:
+class NoiseFineTune(Attack):
     """Noise the weights at ``params.level`` (see :func:`add_weight_noise`), then FTAL."""
 
-    needs_parent: ClassVar[bool] = True
     param_names: ClassVar[tuple[str, ...]] = ("level",)
 
-    def __call__(
+    def run(
         self,
         parent: Classifier | None,
         data: AttackData,
         recipe: ModelRecipe,
-        *,
-        progress: bool = False,
-        seed: int = 0,
-        device: str = "cpu",
+        seed: int,
+        train: Trainer,
     ) -> Classifier:
         level = param(recipe, "level", 5.0)
         if level <= 0:
@@ -55,12 +53,9 @@ class NoiseFineTune:
         model = copy_parent(parent)
         add_weight_noise(model, level, seed)
         torch.manual_seed(seed)
-        train_classifier(
+        train(
             model,
             data.finetune,
-            recipe.train,
-            device=device,
-            progress=progress,
             description=f"noise{level:g}",
         )
         return model

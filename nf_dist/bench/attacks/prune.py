@@ -8,19 +8,20 @@ import torch
 
 from nf_dist.bench.attacks.base import (
     ATTACKS,
+    Attack,
     AttackData,
     ModelRecipe,
+    Trainer,
     copy_parent,
     param,
     prunable_weights,
 )
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier
-from nf_dist.models.training import train_classifier
 
 
 @ATTACKS.register("prune")
-class PruneFineTune:
+class PruneFineTune(Attack):
     """Global magnitude pruning of conv and linear weights at rate ``params.rate``, then FTAL.
 
     Scope: one global threshold over every convolution and linear weight (biases and BatchNorm
@@ -28,18 +29,15 @@ class PruneFineTune:
     step).
     """
 
-    needs_parent: ClassVar[bool] = True
     param_names: ClassVar[tuple[str, ...]] = ("rate",)
 
-    def __call__(
+    def run(
         self,
         parent: Classifier | None,
         data: AttackData,
         recipe: ModelRecipe,
-        *,
-        progress: bool = False,
-        seed: int = 0,
-        device: str = "cpu",
+        seed: int,
+        train: Trainer,
     ) -> Classifier:
         rate = param(recipe, "rate", 0.5)
         if not 0 <= rate < 1:
@@ -59,13 +57,10 @@ class PruneFineTune:
 
         apply_masks()
         torch.manual_seed(seed)
-        train_classifier(
+        train(
             model,
             data.finetune,
-            recipe.train,
             after_step=apply_masks,
-            device=device,
-            progress=progress,
             description=f"prune{rate:g}",
         )
         return model
