@@ -142,3 +142,36 @@ def test_a_missing_bucket_fails_fast_naming_the_uri(s3_endpoint: str) -> None:
     with pytest.raises(NfDistError, match="s3://no-such-bucket-nf/x"):
         build_bench(_config("s3://no-such-bucket-nf/x"))
     assert time.monotonic() - started < 30
+
+
+def test_a_killed_build_process_resumes_where_it_stopped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    uri = tmp_path / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "nf_dist.cli",
+        "bench",
+        "build",
+        "--profile",
+        "smoke",
+        "--output",
+        str(uri),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(uri.glob("rows/*.json"))) < 3:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    committed = len(list(uri.glob("rows/*.json")))
+    assert 3 <= committed < SMOKE_IDS, "the kill should land mid-build"
+    report = build_bench(_config(str(uri)))
+    assert len(report.skipped) == committed  # rows are atomic: every one present is whole
+    assert len(report.built) + len(report.skipped) == SMOKE_IDS
+    _assert_complete(str(uri))
