@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -33,7 +33,7 @@ from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.training import accuracy
 from nf_dist.ray_utils import init_ray
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
-from nf_dist.storage.uri import read_bytes, write_bytes_atomic
+from nf_dist.storage.uri import absolute_uri, read_bytes, write_bytes_atomic
 from nf_dist.telemetry import metrics
 from nf_dist.zoo import ZooModel, build_model
 
@@ -187,7 +187,8 @@ def build_bench(config: BuildConfig) -> BuildReport:
     """
     started = time.perf_counter()
     profile = load_profile(config.profile, config.profile_overrides)
-    store = BenchStore(config.output_uri)
+    profile = replace(profile, data=profile.data.absolute())
+    store = BenchStore(absolute_uri(config.output_uri))
     store.check_writable()
     write_bytes_atomic(
         store.profile_uri,

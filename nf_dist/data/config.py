@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nf_dist.data.readers import ImageDataset, load_dataset
 from nf_dist.data.splits import paper_splits, stratified_split
+from nf_dist.storage.uri import absolute_uri
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class DataConfig:
     query_size: int | None = None
     query_image_size: int = 32
     cache_dir: str | None = None
+
+    def absolute(self) -> DataConfig:
+        """The same config with local relative paths made absolute (for worker processes, whose
+        working directory differs from the driver's)."""
+        return replace(
+            self,
+            train_uri=absolute_uri(self.train_uri),
+            test_uri=absolute_uri(self.test_uri),
+            query_uri=absolute_uri(self.query_uri) if self.query_uri else None,
+            cache_dir=absolute_uri(self.cache_dir) if self.cache_dir else None,
+        )
 
 
 @dataclass(frozen=True)

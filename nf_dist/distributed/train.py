@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from nf_dist.models import Classifier, create_classifier
 from nf_dist.models.checkpoint import save_classifier
 from nf_dist.models.training import TrainProgress, accuracy, train_classifier
 from nf_dist.ray_utils import init_ray
-from nf_dist.storage.uri import is_remote
+from nf_dist.storage.uri import absolute_uri, is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,10 @@ def _trainer(worker: Any, config: Any) -> tuple[Any, str]:
     from ray.train.torch import TorchConfig, TorchTrainer
 
     workers = config.workers
+    # Workers run in their own working directory: hand them absolute local paths.
+    config = replace(
+        config, data=config.data.absolute(), output_uri=absolute_uri(config.output_uri)
+    )
     init_ray(workers.address)
     storage_path, filesystem, name = ray_train_storage(config.output_uri)
     trainer = TorchTrainer(

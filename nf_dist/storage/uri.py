@@ -28,6 +28,11 @@ def join(uri: str, *parts: str) -> str:
     return str(Path(uri, *parts))
 
 
+def absolute_uri(uri: str) -> str:
+    """A local path made absolute (URLs are returned unchanged)."""
+    return uri if is_remote(uri) else str(Path(uri).resolve())
+
+
 def exists(uri: str) -> bool:
     """Whether a file exists at ``uri``."""
     if not is_remote(uri):
