@@ -1,7 +1,7 @@
 """Benchmark: the quickstart, cold, on this machine; records wall time and held-out ARUC.
 
 Usage (from the project root):
-    .venv/bin/python benchmarks/quickstart.py [--set key=value ...]
+    .venv/bin/python -m benchmarks.quickstart [--set key=value ...]
 
 "Cold" means a fresh output folder and a fresh decoded-data cache, so every stage (data decoding,
 the zoo, the GAN, the fingerprint, verification) runs. Results go to
@@ -38,7 +38,7 @@ def main() -> None:
     result = run_quickstart(config, progress=False)
     wall_s = time.perf_counter() - started
     record = {
-        "command": " ".join(["python", "benchmarks/quickstart.py", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.quickstart", *sys.argv[1:]]),
         "machine": machine(),
         "wall_s": round(wall_s, 1),
         "stage_seconds": result.stage_seconds,

@@ -11,7 +11,8 @@ On one machine, without a cluster, the same script starts an embedded local Ray:
     python jobs/build_bench.py --profile smoke --output runs/bench/smoke
 
 Arguments are those of ``nf-dist bench build`` (``--set``, ``--only``, ``--dry-run``,
-``--metrics-port``, ...); under ``ray job submit`` the job joins the cluster through ``RAY_ADDRESS``.
+``--metrics-port``, ...); under ``ray job submit`` the job joins the cluster through
+``RAY_ADDRESS``.
 """
 
 import sys

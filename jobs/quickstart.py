@@ -1,6 +1,6 @@
 """The quickstart as a job script (runs on the local machine; Ray job submission comes later).
 
-    python jobs/quickstart.py [--config FILE] [--set key=value ...]
+python jobs/quickstart.py [--config FILE] [--set key=value ...]
 """
 
 import sys

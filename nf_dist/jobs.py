@@ -127,7 +127,9 @@ class FingerprintJobConfig:
     gan_uri: str = ""
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
-    engine: Literal["local"] = "local"
+    engine: Literal["local", "ray"] = "local"
+    num_shards: int = 2
+    address: str | None = None
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
 
@@ -139,6 +141,11 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
     positives = [load_classifier(uri)[0] for uri in config.positives]
     negatives = [load_classifier(uri)[0] for uri in config.negatives]
     spec = meta["spec"]
+    engine = None
+    if config.engine == "ray":
+        from nf_dist.distributed.sharded import ray_engine_factory
+
+        engine = ray_engine_factory(config)
     fingerprints = generate(
         generator,
         discriminator,
@@ -148,6 +155,7 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
         z_dim=int(spec["z_dim"]),
         num_classes=int(spec["num_classes"]),
         progress=progress,
+        engine=engine,
     )
     fingerprints.info.update(
         positives=list(config.positives), negatives=list(config.negatives), gan_uri=config.gan_uri

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -353,8 +354,9 @@ def generate(
     z_dim: int,
     num_classes: int = 10,
     progress: bool = True,
+    engine: EngineFactory | None = None,
 ) -> FingerprintSet:
-    """Run NaturalFinger end to end on one process.
+    """Run NaturalFinger end to end (selection, labels, optimisation, screening).
 
     Args:
         generator: G(z, y) -> ``(N, 3, 32, 32)`` in [0, 1].
@@ -365,6 +367,9 @@ def generate(
         z_dim: the generator's latent size.
         num_classes: number of classes.
         progress: show a progress bar.
+        engine: ``engine(y_gen, y_orig, y_adv)`` builds the model-gradient engine for the
+            optimisation (default: :class:`LocalModelGradients`, the single-process reference;
+            ``nf_dist.distributed.sharded.RayModelGradients`` shards the models over Ray actors).
 
     Returns:
         The screened fingerprint set (at most ``num_fingerprints``), with the optimisation history
@@ -397,6 +402,7 @@ def generate(
             config,
             num_classes=num_classes,
             progress=progress,
+            engine=engine(y_gen, y_orig, y_adv) if engine is not None else None,
         )
         images = quantize(generate_images(generator, z, y_gen, config.batch_size))
         keep = screen(images, positives, negatives, y_orig, y_adv, config)
@@ -431,6 +437,67 @@ def generate(
     )
 
 
+@dataclass
+class ModelStep:
+    """What the classifiers contribute to one step.
+
+    Attributes:
+        grad: d(positive + negative loss) / dz, ``(N, z_dim)``.
+        positive: mean CW loss over the step's positive models.
+        negative: mean CW loss over the step's negative models.
+        hits: per model of the step (positives first), the share of images at their target.
+    """
+
+    grad: torch.Tensor
+    positive: float
+    negative: float
+    hits: torch.Tensor
+
+
+class ModelGradients(Protocol):
+    """An engine that evaluates the step's positive and negative models on G(z).
+
+    The single-process :class:`LocalModelGradients` is the reference; the sharded Ray engine
+    (``nf_dist.distributed``) splits the same sums across actors and must agree with it.
+    """
+
+    def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep: ...
+
+
+EngineFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], ModelGradients]
+
+
+class LocalModelGradients:
+    """All models in this process: the reference engine."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        positives: Sequence[nn.Module],
+        negatives: Sequence[nn.Module],
+        y_gen: torch.Tensor,
+        y_orig: torch.Tensor,
+        y_adv: torch.Tensor,
+        k: float,
+    ) -> None:
+        self.generator, self.positives, self.negatives = generator, positives, negatives
+        self.y_gen, self.y_orig, self.y_adv, self.k = y_gen, y_orig, y_adv, k
+
+    def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
+        z = z.detach().requires_grad_(True)
+        transformed = apply_transform(self.generator(z, self.y_gen), plan.transform)
+        pos_sum, pos_hits = model_group_loss(
+            [self.positives[i] for i in plan.positives], transformed, self.y_orig, self.k
+        )
+        neg_sum, neg_hits = model_group_loss(
+            [self.negatives[i] for i in plan.negatives], transformed, self.y_adv, self.k
+        )
+        pos_loss = pos_sum / len(plan.positives)
+        neg_loss = neg_sum / len(plan.negatives)
+        (grad,) = torch.autograd.grad(pos_loss + neg_loss, z)
+        return ModelStep(grad, pos_loss.item(), neg_loss.item(), torch.cat([pos_hits, neg_hits]))
+
+
 def optimise_latents(
     generator: nn.Module,
     discriminator: nn.Module,
@@ -444,8 +511,48 @@ def optimise_latents(
     *,
     num_classes: int,
     progress: bool = True,
+    engine: ModelGradients | None = None,
 ) -> tuple[torch.Tensor, GenerationHistory]:
-    """SGD on the latents only; returns the final latents and the per-step history."""
+    """SGD on the latents only; returns the final latents and the per-step history.
+
+    ``engine`` evaluates the classifiers (default: :class:`LocalModelGradients` over
+    ``positives`` and ``negatives``); the discriminator term is always computed here.
+    """
+    if engine is None:
+        engine = LocalModelGradients(
+            generator, positives, negatives, y_gen, y_orig, y_adv, config.k
+        )
+    plans = plan_steps(len(positives), len(negatives), config)
+    return descend(
+        generator, discriminator, engine, plans, z0, y_gen, config, num_classes, progress
+    )
+
+
+def descend(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    engine: ModelGradients,
+    plans: Sequence[StepPlan],
+    z0: torch.Tensor,
+    y_gen: torch.Tensor,
+    config: NaturalFingerConfig,
+    num_classes: int,
+    progress: bool = True,
+    *,
+    first_step: int = 0,
+    optimizer_state: dict | None = None,
+    on_step: Callable[[int, torch.Tensor, torch.optim.Optimizer, GenerationHistory], None]
+    | None = None,
+) -> tuple[torch.Tensor, GenerationHistory]:
+    """The optimisation loop shared by every engine: per step, the engine's model gradient
+    plus lambda times the discriminator term's, then one SGD step on z.
+
+    ``first_step`` and ``optimizer_state`` resume a run; ``on_step(step, z, optimizer, history)``
+    runs after every step (checkpointing).
+
+    Raises:
+        FingerprintError: a non-finite loss or gradient, naming the step's models.
+    """
     z = z0.clone().requires_grad_(True)
     optimizer = torch.optim.SGD(
         [z],
@@ -453,41 +560,42 @@ def optimise_latents(
         momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0,
     )
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
     history = GenerationHistory()
     lambda_d = config.lambda_d if config.discriminator else 0.0
-    plans = plan_steps(len(positives), len(negatives), config)
-    for step, plan in enumerate(
-        tqdm(plans, desc="naturalfinger", disable=not progress, leave=False)
-    ):
-        images = generator(z, y_gen)
-        transformed = apply_transform(images, plan.transform)
-        pos_sum, pos_hits = model_group_loss(
-            [positives[i] for i in plan.positives], transformed, y_orig, config.k
-        )
-        neg_sum, neg_hits = model_group_loss(
-            [negatives[i] for i in plan.negatives], transformed, y_adv, config.k
-        )
-        pos_loss = pos_sum / len(plan.positives)
-        neg_loss = neg_sum / len(plan.negatives)
-        disc_loss = images.new_zeros(())
+    bar = tqdm(
+        range(first_step, len(plans)), desc="naturalfinger", disable=not progress, leave=False
+    )
+    for step in bar:
+        plan = plans[step]
+        models = engine(z.detach(), plan)
+        optimizer.zero_grad(set_to_none=True)
+        disc_loss = z.new_zeros(())
         if lambda_d > 0:
+            images = generator(z, y_gen)
             labels = discriminator_labels(plan, y_gen, num_classes, config)
             disc_loss = discriminator_loss(
                 discriminator(images, labels), config.discriminator_loss
             ).mean()
-        loss = pos_loss + neg_loss + lambda_d * disc_loss
-        if not torch.isfinite(loss):
+            (lambda_d * disc_loss).backward()
+            assert z.grad is not None
+            z.grad += models.grad
+        else:
+            z.grad = models.grad.clone()
+        loss = models.positive + models.negative + lambda_d * disc_loss.item()
+        if not (math.isfinite(loss) and bool(torch.isfinite(z.grad).all())):
             raise FingerprintError(
-                f"non-finite loss at step {step} (positive {pos_loss.item()}, negative "
-                f"{neg_loss.item()}, discriminator {disc_loss.item()}) with positives "
+                f"non-finite loss or gradient at step {step} (positive {models.positive}, "
+                f"negative {models.negative}, discriminator {disc_loss.item()}) with positives "
                 f"{plan.positives} and negatives {plan.negatives}; lower fingerprint.lr"
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         optimizer.step()
-        history.loss.append(loss.item())
-        history.positive.append(pos_loss.item())
-        history.negative.append(neg_loss.item())
+        history.loss.append(loss)
+        history.positive.append(models.positive)
+        history.negative.append(models.negative)
         history.disc.append(disc_loss.item())
-        history.success.append(float(torch.cat([pos_hits, neg_hits]).mean()))
+        history.success.append(float(models.hits.mean()))
+        if on_step is not None:
+            on_step(step, z.detach(), optimizer, history)
     return z.detach(), history

@@ -1,0 +1,263 @@
+"""Sharded latent optimisation on Ray: actors hold model shards, the driver aggregates gradients.
+
+Each :class:`ShardActor` loads its share of the positive and negative models (from checkpoint
+URIs, safe formats only) and a copy of the generator once. Every step the driver sends the current
+latents and the step's plan; each actor whose models are in the step's mini-batch returns
+
+    d/dz [ sum_{its positives} CW_mean / P  +  sum_{its negatives} CW_mean / Q ]
+
+where P and Q are the step's positive and negative counts, so the shards' gradients add up to
+exactly the reference's ``d(pos_loss + neg_loss)/dz``. The driver adds the discriminator term and
+steps SGD (:func:`nf_dist.fingerprint.naturalfinger.descend`, shared with the reference).
+
+What crosses the network per step: the latents ``N x z_dim`` float32 down and one gradient of the
+same size up per active shard (N = 300, z_dim = 128: 150 KiB each way), plus a few numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.naturalfinger import ModelStep, StepPlan, model_group_loss
+from nf_dist.fingerprint.transforms import apply_transform
+from nf_dist.models.checkpoint import load_classifier
+from nf_dist.models.gan.train import load_gan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Which models one actor holds: global indices into the positive and negative lists."""
+
+    positives: tuple[int, ...]
+    negatives: tuple[int, ...]
+
+
+def place_models(
+    num_positive: int, num_negative: int, num_shards: int, costs: Sequence[float] | None = None
+) -> list[ShardSpec]:
+    """Spread the models over shards, balanced by cost (longest-processing-time first).
+
+    ``costs`` gives one relative cost per model, positives first (default: all equal). Positives
+    and negatives are placed together so every shard gets a similar share of each step's work.
+    """
+    num_shards = max(1, min(num_shards, num_positive + num_negative))
+    models = [("p", i) for i in range(num_positive)] + [("n", i) for i in range(num_negative)]
+    weights = list(costs) if costs is not None else [1.0] * len(models)
+    load = [0.0] * num_shards
+    assigned: list[list[tuple[str, int]]] = [[] for _ in range(num_shards)]
+    for index in sorted(range(len(models)), key=lambda i: (-weights[i], i)):
+        target = min(range(num_shards), key=lambda s: (load[s], s))
+        assigned[target].append(models[index])
+        load[target] += weights[index]
+    return [
+        ShardSpec(
+            tuple(sorted(i for kind, i in shard if kind == "p")),
+            tuple(sorted(i for kind, i in shard if kind == "n")),
+        )
+        for shard in assigned
+    ]
+
+
+class ShardActor:
+    """Holds a generator copy and some classifiers; returns latent gradients of their loss."""
+
+    def __init__(
+        self,
+        shard_id: int,
+        gan_uri: str,
+        positive_uris: dict[int, str],
+        negative_uris: dict[int, str],
+        num_threads: int = 1,
+    ) -> None:
+        torch.set_num_threads(num_threads)
+        self.shard_id = shard_id
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        generator, _, _ = load_gan(gan_uri, device=self.device)
+        self.generator = generator
+        self.positives = {i: load_classifier(u, self.device)[0] for i, u in positive_uris.items()}
+        self.negatives = {i: load_classifier(u, self.device)[0] for i, u in negative_uris.items()}
+        for module in [generator, *self.positives.values(), *self.negatives.values()]:
+            module.eval().requires_grad_(False)
+        self.targets: dict[str, torch.Tensor] = {}
+        self.k = 50.0
+
+    def setup(self, y_gen: np.ndarray, y_orig: np.ndarray, y_adv: np.ndarray, k: float) -> int:
+        """Receive the run's fixed labels; returns the shard id (a readiness check)."""
+        self.targets = {
+            name: torch.as_tensor(np.array(array), device=self.device)
+            for name, array in (("y_gen", y_gen), ("y_orig", y_orig), ("y_adv", y_adv))
+        }
+        self.k = k
+        return self.shard_id
+
+    def step(
+        self,
+        z: np.ndarray,
+        positives: Sequence[int],
+        negatives: Sequence[int],
+        transform: Any,
+        num_positive: int,
+        num_negative: int,
+    ) -> dict[str, Any]:
+        """The gradient of this shard's part of the step's model loss; see the module docstring."""
+        latents = torch.as_tensor(np.array(z), device=self.device).requires_grad_(True)
+        images = self.generator(latents, self.targets["y_gen"])
+        transformed = apply_transform(images, transform)
+        pos_sum, pos_hits = model_group_loss(
+            [self.positives[i] for i in positives], transformed, self.targets["y_orig"], self.k
+        )
+        neg_sum, neg_hits = model_group_loss(
+            [self.negatives[i] for i in negatives], transformed, self.targets["y_adv"], self.k
+        )
+        loss = pos_sum / num_positive + neg_sum / num_negative
+        (grad,) = torch.autograd.grad(loss, latents)
+        return {
+            "grad": grad.detach().cpu().numpy(),
+            "positive_sum": float(pos_sum.detach()),
+            "negative_sum": float(neg_sum.detach()),
+            "positive_hits": pos_hits.cpu().numpy(),
+            "negative_hits": neg_hits.cpu().numpy(),
+        }
+
+
+class RayModelGradients:
+    """The sharded engine: the same :class:`ModelStep` as the reference, from Ray actors."""
+
+    def __init__(
+        self,
+        gan_uri: str,
+        positive_uris: Sequence[str],
+        negative_uris: Sequence[str],
+        num_shards: int,
+        *,
+        num_cpus_per_shard: float = 1.0,
+        num_gpus_per_shard: float = 0.0,
+        max_restarts: int = 3,
+        start_timeout_s: float = 600.0,
+    ) -> None:
+        self.shards = place_models(len(positive_uris), len(negative_uris), num_shards)
+        self.start_timeout_s = start_timeout_s
+        # Actors hold their CPUs for life: asking for more than the cluster has waits forever.
+        total = ray.cluster_resources()
+        for name, each in (("CPU", num_cpus_per_shard), ("GPU", num_gpus_per_shard)):
+            if each * len(self.shards) > total.get(name, 0.0) + 1e-9:
+                raise ConfigError(
+                    f"{len(self.shards)} shards x {each:g} {name} exceed the cluster's "
+                    f"{total.get(name, 0.0):g} {name}; lower num_shards or the per-shard ask"
+                )
+        actor_class = ray.remote(ShardActor).options(  # type: ignore[attr-defined]
+            num_cpus=num_cpus_per_shard,
+            num_gpus=num_gpus_per_shard,
+            max_restarts=max_restarts,
+            max_task_retries=max_restarts,
+        )
+        self.actors: list[Any] = [
+            actor_class.remote(
+                shard_id,
+                gan_uri,
+                {i: positive_uris[i] for i in spec.positives},
+                {i: negative_uris[i] for i in spec.negatives},
+                max(1, int(num_cpus_per_shard)),
+            )
+            for shard_id, spec in enumerate(self.shards)
+        ]
+        self._owner = {("p", i): s for s, spec in enumerate(self.shards) for i in spec.positives}
+        self._owner |= {("n", i): s for s, spec in enumerate(self.shards) for i in spec.negatives}
+        self._labels: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+
+    def setup(
+        self, y_gen: torch.Tensor, y_orig: torch.Tensor, y_adv: torch.Tensor, k: float
+    ) -> None:
+        """Send the run's labels to every actor (and wait until all have loaded their models)."""
+        self._labels = (y_gen.numpy(), y_orig.numpy(), y_adv.numpy(), k)
+        try:
+            ray.get(
+                [actor.setup.remote(*self._labels) for actor in self.actors],
+                timeout=self.start_timeout_s,
+            )
+        except ray.exceptions.GetTimeoutError:
+            raise FingerprintError(
+                f"shard actors did not start within {self.start_timeout_s:g} s: the cluster has "
+                "no free resources for them (other actors or tasks hold them)"
+            ) from None
+
+    def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
+        latents = z.detach().cpu().numpy()
+        calls = []
+        for shard_id, actor in enumerate(self.actors):
+            positives = [i for i in plan.positives if self._owner[("p", i)] == shard_id]
+            negatives = [i for i in plan.negatives if self._owner[("n", i)] == shard_id]
+            if positives or negatives:
+                ref = actor.step.remote(
+                    latents,
+                    positives,
+                    negatives,
+                    plan.transform,
+                    len(plan.positives),
+                    len(plan.negatives),
+                )
+                calls.append((shard_id, positives, negatives, ref))
+        results = ray.get([ref for *_, ref in calls])
+        grad = torch.zeros_like(z)
+        positive = negative = 0.0
+        hits: dict[tuple[str, int], float] = {}
+        for (shard_id, positives, negatives, _), result in zip(calls, results):
+            part = torch.from_numpy(np.array(result["grad"]))
+            if (
+                not torch.isfinite(part).all()
+                or not np.isfinite([result["positive_sum"], result["negative_sum"]]).all()
+            ):
+                raise FingerprintError(
+                    f"shard {shard_id} returned a non-finite loss or gradient for positives "
+                    f"{positives} and negatives {negatives}; check those models and lower "
+                    "fingerprint.lr"
+                )
+            grad += part
+            positive += result["positive_sum"]
+            negative += result["negative_sum"]
+            hits |= {("p", i): h for i, h in zip(positives, result["positive_hits"])}
+            hits |= {("n", i): h for i, h in zip(negatives, result["negative_hits"])}
+        ordered = [hits[("p", i)] for i in plan.positives] + [
+            hits[("n", i)] for i in plan.negatives
+        ]
+        return ModelStep(
+            grad,
+            positive / len(plan.positives),
+            negative / len(plan.negatives),
+            torch.tensor(ordered),
+        )
+
+    def shutdown(self) -> None:
+        """Stop the actors."""
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def ray_engine_factory(config: Any) -> Any:
+    """The engine factory for a :class:`~nf_dist.jobs.FingerprintJobConfig` with
+    ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known."""
+    from nf_dist.ray_utils import init_ray
+    from nf_dist.storage.uri import absolute_uri
+
+    def build(y_gen: torch.Tensor, y_orig: torch.Tensor, y_adv: torch.Tensor) -> RayModelGradients:
+        init_ray(config.address)
+        engine = RayModelGradients(
+            absolute_uri(config.gan_uri),
+            [absolute_uri(u) for u in config.positives],
+            [absolute_uri(u) for u in config.negatives],
+            config.num_shards,
+        )
+        engine.setup(y_gen, y_orig, y_adv, config.fingerprint.k)
+        return engine
+
+    return build

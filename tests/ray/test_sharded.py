@@ -1,0 +1,126 @@
+"""The sharded Ray engine gives the reference's latents (1, 2 and 3 shards) and names a shard
+that returns NaN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nf_dist.distributed.sharded import RayModelGradients, place_models
+from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.naturalfinger import (
+    NaturalFingerConfig,
+    draw_candidates,
+    optimise_latents,
+    random_labels,
+    select_initial,
+)
+from nf_dist.models.checkpoint import load_classifier
+from nf_dist.models.gan.train import load_gan
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+
+CONFIG = NaturalFingerConfig(
+    num_candidates=64,
+    num_optimised=16,
+    steps=5,
+    batch_size=32,
+    positives_per_step=2,
+    negatives_per_step=1,
+)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_zoo: dict) -> dict:
+    generator, discriminator, _ = load_gan(tiny_zoo["gan"])
+    positives = [load_classifier(u)[0] for u in tiny_zoo["positive_uris"]]
+    negatives = [load_classifier(u)[0] for u in tiny_zoo["negative_uris"]]
+    for module in [generator, discriminator, *positives, *negatives]:
+        module.requires_grad_(False)
+    z, y_gen, y_orig = select_initial(
+        generator, positives, *draw_candidates(16, 10, CONFIG), CONFIG
+    )
+    y_adv = random_labels(y_orig, 10, seed=0)
+    return dict(
+        zoo=tiny_zoo,
+        models=(generator, discriminator, positives, negatives),
+        labels=(z, y_gen, y_orig, y_adv),
+    )
+
+
+def _run(world: dict, engine: RayModelGradients | None) -> tuple[torch.Tensor, list[float]]:
+    generator, discriminator, positives, negatives = world["models"]
+    z, y_gen, y_orig, y_adv = world["labels"]
+    final, history = optimise_latents(
+        generator,
+        discriminator,
+        positives,
+        negatives,
+        z,
+        y_gen,
+        y_orig,
+        y_adv,
+        CONFIG,
+        num_classes=10,
+        progress=False,
+        engine=engine,
+    )
+    return final, history.loss
+
+
+def _engine(world: dict, num_shards: int) -> RayModelGradients:
+    zoo = world["zoo"]
+    engine = RayModelGradients(
+        zoo["gan"],
+        zoo["positive_uris"],
+        zoo["negative_uris"],
+        num_shards,
+        num_cpus_per_shard=0.5,  # three shards fit the 2-CPU test cluster
+    )
+    _, y_gen, y_orig, y_adv = world["labels"]
+    engine.setup(y_gen, y_orig, y_adv, CONFIG.k)
+    return engine
+
+
+@pytest.mark.parametrize("num_shards", [1, 2, 3])
+def test_sharded_latents_match_the_reference(world: dict, num_shards: int) -> None:
+    reference, reference_loss = _run(world, None)
+    engine = _engine(world, num_shards)
+    try:
+        sharded, sharded_loss = _run(world, engine)
+    finally:
+        engine.shutdown()
+    assert len(engine.shards) == num_shards
+    relative = (sharded - reference).norm() / reference.norm()
+    assert relative.item() < 1e-4
+    assert sharded_loss == pytest.approx(reference_loss, rel=1e-4, abs=1e-6)
+    z0 = world["labels"][0]
+    assert (reference - z0).abs().max() > 1e-3  # the run moved the latents
+
+
+def test_placement_balances_and_covers_every_model() -> None:
+    shards = place_models(4, 4, 3, costs=[4, 1, 1, 1, 4, 1, 1, 1])
+    assert sorted(i for s in shards for i in s.positives) == [0, 1, 2, 3]
+    assert sorted(i for s in shards for i in s.negatives) == [0, 1, 2, 3]
+    loads = [
+        sum([4, 1, 1, 1][i] for i in s.positives) + sum([4, 1, 1, 1][i] for i in s.negatives)
+        for s in shards
+    ]
+    assert max(loads) - min(loads) <= 2
+    assert len(place_models(2, 1, 8)) == 3  # never more shards than models
+
+
+def test_asking_for_more_cpus_than_the_cluster_has_is_an_error(world: dict) -> None:
+    zoo = world["zoo"]
+    with pytest.raises(ConfigError, match="exceed the cluster"):
+        RayModelGradients(zoo["gan"], zoo["positive_uris"], zoo["negative_uris"], 3)
+
+
+def test_a_nan_gradient_names_the_shard_and_models(world: dict) -> None:
+    engine = _engine(world, 2)
+    try:
+        engine.setup(*world["labels"][1:], float("nan"))  # k = NaN poisons every CW loss
+        with pytest.raises(FingerprintError, match=r"shard \d returned a non-finite"):
+            _run(world, engine)
+    finally:
+        engine.shutdown()
