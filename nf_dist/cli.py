@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     finger = sub.add_parser("fingerprint", help="generate a NaturalFinger fingerprint set")
     _add_config_args(finger, "keys of FingerprintJobConfig")
+    finger.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="local: the single-process reference; ray: models sharded over Ray actors",
+    )
+    finger.add_argument("--num-shards", type=int, help="shard actors for --engine ray")
 
     bench = sub.add_parser("bench", help="FingerBench: plan or build the benchmark on Ray")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -131,6 +137,10 @@ def _job(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if getattr(args, "workers", None) is not None:
         overrides.append(f"workers.num={args.workers}")
+    if getattr(args, "engine", None) is not None:
+        overrides.append(f"engine={args.engine}")
+    if getattr(args, "num_shards", None) is not None:
+        overrides.append(f"num_shards={args.num_shards}")
     config = load_config(config_cls, args.config, overrides)
     result = run(config, progress=not args.no_progress)
     if args.command == "train":

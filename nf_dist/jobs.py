@@ -121,7 +121,12 @@ def run_gan(config: GanJobConfig, *, progress: bool = True) -> str:
 
 @dataclass(frozen=True)
 class FingerprintJobConfig:
-    """``nf-dist fingerprint``: NaturalFinger from a GAN and white-box positive/negative models."""
+    """``nf-dist fingerprint``: NaturalFinger from a GAN and white-box positive/negative models.
+
+    ``engine: local`` optimises in this process (the reference); ``engine: ray`` shards the
+    models over ``num_shards`` Ray actors, each asking for ``cpus_per_shard`` CPUs and
+    ``gpus_per_shard`` GPUs (1 per actor on a GPU cluster), and gives the same fingerprints.
+    """
 
     output_uri: str = "runs/fingerprint/fingerprint.parquet"
     gan_uri: str = ""
@@ -129,6 +134,8 @@ class FingerprintJobConfig:
     negatives: tuple[str, ...] = ()
     engine: Literal["local", "ray"] = "local"
     num_shards: int = 2
+    cpus_per_shard: float = 1.0
+    gpus_per_shard: float = 0.0
     address: str | None = None
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 

@@ -256,6 +256,8 @@ def ray_engine_factory(config: Any) -> Any:
             [absolute_uri(u) for u in config.positives],
             [absolute_uri(u) for u in config.negatives],
             config.num_shards,
+            num_cpus_per_shard=config.cpus_per_shard,
+            num_gpus_per_shard=config.gpus_per_shard,
         )
         engine.setup(y_gen, y_orig, y_adv, config.fingerprint.k)
         return engine

@@ -3,11 +3,16 @@ that returns NaN."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from nf_dist.cli import main
 from nf_dist.distributed.sharded import RayModelGradients, place_models
 from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import (
     NaturalFingerConfig,
     draw_candidates,
@@ -124,3 +129,49 @@ def test_a_nan_gradient_names_the_shard_and_models(world: dict) -> None:
             _run(world, engine)
     finally:
         engine.shutdown()
+
+
+def test_fingerprint_command_gives_the_same_set_on_both_engines(
+    world: dict, tmp_path: Path
+) -> None:
+    zoo = world["zoo"]
+    common = [
+        "--set",
+        f"gan_uri={zoo['gan']}",
+        "--set",
+        f"positives=[{', '.join(zoo['positive_uris'])}]",
+        "--set",
+        f"negatives=[{', '.join(zoo['negative_uris'])}]",
+        "--set",
+        "fingerprint.num_candidates=128",
+        "--set",
+        "fingerprint.num_optimised=64",
+        "--set",
+        "fingerprint.steps=60",
+        "--set",
+        "fingerprint.batch_size=64",
+        "--no-progress",
+    ]
+    local, sharded = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    assert main(["fingerprint", *common, "--set", f"output_uri={local}"]) == 0
+    assert (
+        main(
+            [
+                "fingerprint",
+                *common,
+                "--set",
+                f"output_uri={sharded}",
+                "--engine",
+                "ray",
+                "--num-shards",
+                "2",
+                "--set",
+                "cpus_per_shard=0.5",
+            ]
+        )
+        == 0
+    )
+    a, b = load_fingerprint_set(str(local)), load_fingerprint_set(str(sharded))
+    assert len(a) == len(b) > 0
+    assert np.array_equal(a.y_orig, b.y_orig) and np.array_equal(a.y_adv, b.y_adv)
+    assert np.abs(a.latents - b.latents).max() < 1e-3

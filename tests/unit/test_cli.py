@@ -55,8 +55,8 @@ def test_fingerprint_then_verify(
         "--set",
         f"output_uri={output}",
         "--set",
-        "fingerprint={num_fingerprints: 5, num_candidates: 128, num_optimised: 32, "
-        "steps: 40, batch_size: 64}",
+        "fingerprint={num_fingerprints: 5, num_candidates: 128, num_optimised: 64, "
+        "steps: 80, batch_size: 64}",
     ]
     assert main(args) == 0
     assert Path(output).exists() and Path(output.replace(".parquet", ".png")).exists()
