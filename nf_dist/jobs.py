@@ -126,6 +126,8 @@ class FingerprintJobConfig:
     ``engine: local`` optimises in this process (the reference); ``engine: ray`` shards the
     models over ``num_shards`` Ray actors, each asking for ``cpus_per_shard`` CPUs and
     ``gpus_per_shard`` GPUs (1 per actor on a GPU cluster), and gives the same fingerprints.
+    The optimisation is checkpointed every ``checkpoint_every`` steps beside the output
+    (``<output>.progress``); re-running a killed job resumes from there.
     """
 
     output_uri: str = "runs/fingerprint/fingerprint.parquet"
@@ -137,6 +139,7 @@ class FingerprintJobConfig:
     cpus_per_shard: float = 1.0
     gpus_per_shard: float = 0.0
     address: str | None = None
+    checkpoint_every: int = 50
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
 
@@ -163,6 +166,8 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
         num_classes=int(spec["num_classes"]),
         progress=progress,
         engine=engine,
+        checkpoint_uri=config.output_uri.removesuffix(".parquet") + ".progress",
+        checkpoint_every=config.checkpoint_every,
     )
     fingerprints.info.update(
         positives=list(config.positives), negatives=list(config.negatives), gan_uri=config.gan_uri

@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -140,6 +140,8 @@ class GenerationHistory:
     negative: list[float] = field(default_factory=list)
     disc: list[float] = field(default_factory=list)
     success: list[float] = field(default_factory=list)
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("loss", "positive", "negative", "disc", "success")
 
 
 @contextlib.contextmanager
@@ -355,6 +357,8 @@ def generate(
     num_classes: int = 10,
     progress: bool = True,
     engine: EngineFactory | None = None,
+    checkpoint_uri: str | None = None,
+    checkpoint_every: int = 50,
 ) -> FingerprintSet:
     """Run NaturalFinger end to end (selection, labels, optimisation, screening).
 
@@ -370,6 +374,8 @@ def generate(
         engine: ``engine(y_gen, y_orig, y_adv)`` builds the model-gradient engine for the
             optimisation (default: :class:`LocalModelGradients`, the single-process reference;
             ``nf_dist.distributed.sharded.RayModelGradients`` shards the models over Ray actors).
+        checkpoint_uri, checkpoint_every: save the optimisation every so many steps and resume
+            a killed run from there.
 
     Returns:
         The screened fingerprint set (at most ``num_fingerprints``), with the optimisation history
@@ -403,6 +409,8 @@ def generate(
             num_classes=num_classes,
             progress=progress,
             engine=engine(y_gen, y_orig, y_adv) if engine is not None else None,
+            checkpoint_uri=checkpoint_uri,
+            checkpoint_every=checkpoint_every,
         )
         images = quantize(generate_images(generator, z, y_gen, config.batch_size))
         keep = screen(images, positives, negatives, y_orig, y_adv, config)
@@ -512,20 +520,59 @@ def optimise_latents(
     num_classes: int,
     progress: bool = True,
     engine: ModelGradients | None = None,
+    checkpoint_uri: str | None = None,
+    checkpoint_every: int = 50,
 ) -> tuple[torch.Tensor, GenerationHistory]:
     """SGD on the latents only; returns the final latents and the per-step history.
 
     ``engine`` evaluates the classifiers (default: :class:`LocalModelGradients` over
-    ``positives`` and ``negatives``); the discriminator term is always computed here.
+    ``positives`` and ``negatives``); the discriminator term is always computed here. With
+    ``checkpoint_uri`` the state is saved every ``checkpoint_every`` steps and a re-run of the
+    same run resumes from it (see :mod:`nf_dist.fingerprint.progress`).
     """
     if engine is None:
         engine = LocalModelGradients(
             generator, positives, negatives, y_gen, y_orig, y_adv, config.k
         )
     plans = plan_steps(len(positives), len(negatives), config)
-    return descend(
-        generator, discriminator, engine, plans, z0, y_gen, config, num_classes, progress
+    if checkpoint_uri is None:
+        return descend(
+            generator, discriminator, engine, plans, z0, y_gen, config, num_classes, progress
+        )
+    from nf_dist.fingerprint.progress import load_progress, save_progress
+
+    template = torch.optim.SGD([z0.clone().requires_grad_(True)], lr=config.lr)
+    saved = load_progress(checkpoint_uri, z0, config, template)
+    start, history = 0, GenerationHistory()
+    if saved is not None:
+        start, history = saved.next_step, GenerationHistory(**saved.history)
+
+    def merged(done: GenerationHistory) -> GenerationHistory:
+        return GenerationHistory(
+            *(getattr(history, f) + getattr(done, f) for f in GenerationHistory.FIELDS)
+        )
+
+    def checkpoint(
+        step: int, z: torch.Tensor, optimizer: torch.optim.Optimizer, done: GenerationHistory
+    ) -> None:
+        if (step + 1) % checkpoint_every == 0 or step + 1 == len(plans):
+            save_progress(checkpoint_uri, step + 1, z, z0, optimizer, merged(done), config)
+
+    z, done = descend(
+        generator,
+        discriminator,
+        engine,
+        plans,
+        saved.z if saved is not None else z0,
+        y_gen,
+        config,
+        num_classes,
+        progress,
+        first_step=start,
+        optimizer_state=saved.optimizer_state if saved is not None else None,
+        on_step=checkpoint,
     )
+    return z, merged(done)
 
 
 def descend(

@@ -149,3 +149,58 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
 
 # Measured once with torch 2.14.1 on the CPU (seed 0); a change here is a change of behaviour.
 GOLDEN_LOSSES = [0.302584, 0.400433, 0.299077, 0.396662, 0.293136, 0.391797]
+
+
+class _FailAt:
+    """A reference engine that dies at one step, as a crashed driver would."""
+
+    def __init__(self, engine, step: int) -> None:
+        self.engine, self.step, self.calls = engine, step, 0
+
+    def __call__(self, z, plan):
+        self.calls += 1
+        if self.calls > self.step:
+            raise RuntimeError("killed")
+        return self.engine(z, plan)
+
+
+def test_a_killed_optimisation_resumes_to_the_same_latents(
+    tiny_world: tuple, tmp_path: Path
+) -> None:
+    from nf_dist.fingerprint.naturalfinger import LocalModelGradients
+
+    generator, discriminator, positives, negatives = tiny_world
+    config = NaturalFingerConfig(
+        num_candidates=64, num_optimised=16, steps=9, batch_size=32, positives_per_step=1
+    )
+    z, y_gen, y_orig = select_initial(
+        generator, positives, *draw_candidates(Z_DIM, 10, config), config
+    )
+    y_adv = random_labels(y_orig, 10, seed=0)
+    for p in [*positives, *negatives, generator, discriminator]:
+        p.requires_grad_(False)
+    args = (generator, discriminator, positives, negatives, z, y_gen, y_orig, y_adv, config)
+    whole, whole_history = optimise_latents(*args, num_classes=10, progress=False)
+    uri = str(tmp_path / "progress")
+    local = LocalModelGradients(generator, positives, negatives, y_gen, y_orig, y_adv, config.k)
+    with pytest.raises(RuntimeError, match="killed"):
+        optimise_latents(
+            *args,
+            num_classes=10,
+            progress=False,
+            engine=_FailAt(local, 5),
+            checkpoint_uri=uri,
+            checkpoint_every=2,
+        )
+    resumed_engine = _FailAt(local, 100)
+    resumed, history = optimise_latents(
+        *args,
+        num_classes=10,
+        progress=False,
+        engine=resumed_engine,
+        checkpoint_uri=uri,
+        checkpoint_every=2,
+    )
+    assert resumed_engine.calls == 9 - 4  # resumed after the checkpoint at step 4
+    assert torch.allclose(resumed, whole, rtol=1e-5, atol=1e-6)
+    assert history.loss == pytest.approx(whole_history.loss, rel=1e-5)

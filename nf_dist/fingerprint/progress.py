@@ -1,0 +1,83 @@
+"""Checkpoints of a latent optimisation: resume a killed run from its last saved step.
+
+Saved every ``checkpoint_every`` steps as a safe checkpoint (safetensors + JSON sidecar, written
+atomically, sidecar last): the latents, the SGD momentum buffer, the starting latents (to check
+that a resumed run is the same run), the step reached, the history and the config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nf_dist.errors import CheckpointError
+from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, load_checkpoint, save_checkpoint
+from nf_dist.storage.uri import exists
+
+if TYPE_CHECKING:
+    from nf_dist.fingerprint.naturalfinger import GenerationHistory, NaturalFingerConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SavedProgress:
+    """A resumable point: continue at ``next_step`` with these latents and optimiser state."""
+
+    next_step: int
+    z: torch.Tensor
+    optimizer_state: dict[str, Any]
+    history: dict[str, list[float]]
+
+
+def save_progress(
+    uri: str,
+    next_step: int,
+    z: torch.Tensor,
+    z0: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    history: GenerationHistory,
+    config: NaturalFingerConfig,
+) -> None:
+    """Write the run's state after ``next_step`` steps."""
+    tensors = {"z": z.detach().cpu(), "z0": z0.detach().cpu()}
+    buffer = optimizer.state_dict()["state"].get(0, {}).get("momentum_buffer")
+    if buffer is not None:
+        tensors["momentum_buffer"] = buffer.detach().cpu()
+    meta = {
+        "kind": "latent_progress",
+        "next_step": next_step,
+        "config": asdict(config),
+        "history": asdict(history),
+        "param_groups": optimizer.state_dict()["param_groups"],
+    }
+    save_checkpoint(uri, tensors, meta)
+
+
+def load_progress(
+    uri: str, z0: torch.Tensor, config: NaturalFingerConfig, optimizer: torch.optim.Optimizer
+) -> SavedProgress | None:
+    """The saved state of the same run (same config and starting latents), else None."""
+    if not exists(uri + SIDECAR_SUFFIX):
+        return None
+    try:
+        tensors, meta = load_checkpoint(uri)
+    except CheckpointError as exc:
+        logger.warning("ignoring unreadable optimisation checkpoint %s: %s", uri, exc)
+        return None
+    if meta.get("config") != asdict(config) or not torch.equal(tensors["z0"], z0.cpu()):
+        logger.warning("%s belongs to another run (config or latents differ); starting over", uri)
+        return None
+    state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
+    if "momentum_buffer" in tensors:
+        state["state"] = {0: {"momentum_buffer": tensors["momentum_buffer"]}}
+    template = optimizer.state_dict()
+    state["param_groups"] = [
+        {**group, "params": template_group["params"]}
+        for group, template_group in zip(meta["param_groups"], template["param_groups"])
+    ]
+    logger.info("resuming the latent optimisation at step %d from %s", meta["next_step"], uri)
+    return SavedProgress(int(meta["next_step"]), tensors["z"], state, meta["history"])
