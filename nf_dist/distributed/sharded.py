@@ -17,6 +17,7 @@ same size up per active shard (N = 300, z_dim = 128: 150 KiB each way), plus a f
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,8 @@ class ShardActor:
         gan_uri: str,
         positive_uris: dict[int, str],
         negative_uris: dict[int, str],
+        labels: tuple[np.ndarray, np.ndarray, np.ndarray],
+        k: float,
         num_threads: int = 1,
     ) -> None:
         torch.set_num_threads(num_threads)
@@ -88,17 +91,17 @@ class ShardActor:
         self.negatives = {i: load_classifier(u, self.device)[0] for i, u in negative_uris.items()}
         for module in [generator, *self.positives.values(), *self.negatives.values()]:
             module.eval().requires_grad_(False)
-        self.targets: dict[str, torch.Tensor] = {}
-        self.k = 50.0
-
-    def setup(self, y_gen: np.ndarray, y_orig: np.ndarray, y_adv: np.ndarray, k: float) -> int:
-        """Receive the run's fixed labels; returns the shard id (a readiness check)."""
+        # Everything an actor needs comes through its constructor, so a restarted actor (after
+        # its process died) is whole again and Ray can retry the step it lost.
         self.targets = {
             name: torch.as_tensor(np.array(array), device=self.device)
-            for name, array in (("y_gen", y_gen), ("y_orig", y_orig), ("y_adv", y_adv))
+            for name, array in zip(("y_gen", "y_orig", "y_adv"), labels)
         }
         self.k = k
-        return self.shard_id
+
+    def ready(self) -> tuple[int, int]:
+        """A readiness check: (shard id, process id)."""
+        return self.shard_id, os.getpid()
 
     def step(
         self,
@@ -139,6 +142,8 @@ class RayModelGradients:
         positive_uris: Sequence[str],
         negative_uris: Sequence[str],
         num_shards: int,
+        labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        k: float,
         *,
         num_cpus_per_shard: float = 1.0,
         num_gpus_per_shard: float = 0.0,
@@ -167,23 +172,20 @@ class RayModelGradients:
                 gan_uri,
                 {i: positive_uris[i] for i in spec.positives},
                 {i: negative_uris[i] for i in spec.negatives},
+                tuple(label.numpy() for label in labels),
+                k,
                 max(1, int(num_cpus_per_shard)),
             )
             for shard_id, spec in enumerate(self.shards)
         ]
         self._owner = {("p", i): s for s, spec in enumerate(self.shards) for i in spec.positives}
         self._owner |= {("n", i): s for s, spec in enumerate(self.shards) for i in spec.negatives}
-        self._labels: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
 
-    def setup(
-        self, y_gen: torch.Tensor, y_orig: torch.Tensor, y_adv: torch.Tensor, k: float
-    ) -> None:
-        """Send the run's labels to every actor (and wait until all have loaded their models)."""
-        self._labels = (y_gen.numpy(), y_orig.numpy(), y_adv.numpy(), k)
+    def wait_ready(self) -> list[tuple[int, int]]:
+        """Wait until every actor has loaded its models; returns (shard id, pid) per actor."""
         try:
-            ray.get(
-                [actor.setup.remote(*self._labels) for actor in self.actors],
-                timeout=self.start_timeout_s,
+            return ray.get(
+                [actor.ready.remote() for actor in self.actors], timeout=self.start_timeout_s
             )
         except ray.exceptions.GetTimeoutError:
             raise FingerprintError(
@@ -256,10 +258,12 @@ def ray_engine_factory(config: Any) -> Any:
             [absolute_uri(u) for u in config.positives],
             [absolute_uri(u) for u in config.negatives],
             config.num_shards,
+            (y_gen, y_orig, y_adv),
+            config.fingerprint.k,
             num_cpus_per_shard=config.cpus_per_shard,
             num_gpus_per_shard=config.gpus_per_shard,
         )
-        engine.setup(y_gen, y_orig, y_adv, config.fingerprint.k)
+        engine.wait_ready()
         return engine
 
     return build

@@ -3,10 +3,13 @@ that returns NaN."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 import torch
 
 from nf_dist.cli import main
@@ -73,17 +76,18 @@ def _run(world: dict, engine: RayModelGradients | None) -> tuple[torch.Tensor, l
     return final, history.loss
 
 
-def _engine(world: dict, num_shards: int) -> RayModelGradients:
+def _engine(world: dict, num_shards: int, k: float = CONFIG.k) -> RayModelGradients:
     zoo = world["zoo"]
     engine = RayModelGradients(
         zoo["gan"],
         zoo["positive_uris"],
         zoo["negative_uris"],
         num_shards,
+        world["labels"][1:],
+        k,
         num_cpus_per_shard=0.5,  # three shards fit the 2-CPU test cluster
     )
-    _, y_gen, y_orig, y_adv = world["labels"]
-    engine.setup(y_gen, y_orig, y_adv, CONFIG.k)
+    engine.wait_ready()
     return engine
 
 
@@ -118,13 +122,14 @@ def test_placement_balances_and_covers_every_model() -> None:
 def test_asking_for_more_cpus_than_the_cluster_has_is_an_error(world: dict) -> None:
     zoo = world["zoo"]
     with pytest.raises(ConfigError, match="exceed the cluster"):
-        RayModelGradients(zoo["gan"], zoo["positive_uris"], zoo["negative_uris"], 3)
+        RayModelGradients(
+            zoo["gan"], zoo["positive_uris"], zoo["negative_uris"], 3, world["labels"][1:], 50.0
+        )
 
 
 def test_a_nan_gradient_names_the_shard_and_models(world: dict) -> None:
-    engine = _engine(world, 2)
+    engine = _engine(world, 2, k=float("nan"))  # k = NaN poisons every CW loss
     try:
-        engine.setup(*world["labels"][1:], float("nan"))  # k = NaN poisons every CW loss
         with pytest.raises(FingerprintError, match=r"shard \d returned a non-finite"):
             _run(world, engine)
     finally:
@@ -175,3 +180,31 @@ def test_fingerprint_command_gives_the_same_set_on_both_engines(
     assert len(a) == len(b) > 0
     assert np.array_equal(a.y_orig, b.y_orig) and np.array_equal(a.y_adv, b.y_adv)
     assert np.abs(a.latents - b.latents).max() < 1e-3
+
+
+class _KillAfter:
+    """Wraps the Ray engine; SIGKILLs one shard actor's process after a few steps."""
+
+    def __init__(self, engine: RayModelGradients, step: int) -> None:
+        self.engine, self.step, self.calls, self.killed = engine, step, 0, 0
+
+    def __call__(self, z, plan):
+        self.calls += 1
+        if self.calls == self.step:
+            (_, pid) = ray.get(self.engine.actors[0].ready.remote())
+            os.kill(pid, signal.SIGKILL)
+            self.killed = pid
+        return self.engine(z, plan)
+
+
+def test_a_killed_actor_restarts_and_the_run_matches(world: dict) -> None:
+    reference, _ = _run(world, None)
+    engine = _engine(world, 2)
+    killer = _KillAfter(engine, 3)
+    try:
+        sharded, _ = _run(world, killer)  # type: ignore[arg-type]
+        (_, new_pid) = ray.get(engine.actors[0].ready.remote())
+    finally:
+        engine.shutdown()
+    assert killer.killed and new_pid != killer.killed
+    assert ((sharded - reference).norm() / reference.norm()).item() < 1e-4
