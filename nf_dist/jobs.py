@@ -127,7 +127,8 @@ class FingerprintJobConfig:
     models over ``num_shards`` Ray actors, each asking for ``cpus_per_shard`` CPUs and
     ``gpus_per_shard`` GPUs (1 per actor on a GPU cluster), and gives the same fingerprints.
     The optimisation is checkpointed every ``checkpoint_every`` steps beside the output
-    (``<output>.progress``); re-running a killed job resumes from there.
+    (``<output>.progress``); re-running a killed job resumes from there. ``metrics_port`` serves
+    Prometheus metrics (steps per second, per-shard gradient latency, loss terms, success).
     """
 
     output_uri: str = "runs/fingerprint/fingerprint.parquet"
@@ -140,6 +141,7 @@ class FingerprintJobConfig:
     gpus_per_shard: float = 0.0
     address: str | None = None
     checkpoint_every: int = 50
+    metrics_port: int | None = None
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
 
@@ -151,6 +153,10 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
     positives = [load_classifier(uri)[0] for uri in config.positives]
     negatives = [load_classifier(uri)[0] for uri in config.negatives]
     spec = meta["spec"]
+    if config.metrics_port is not None:
+        from nf_dist.telemetry.metrics import serve_metrics
+
+        serve_metrics(config.metrics_port)
     engine = None
     if config.engine == "ray":
         from nf_dist.distributed.sharded import ray_engine_factory

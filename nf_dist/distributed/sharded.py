@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from nf_dist.fingerprint.naturalfinger import ModelStep, StepPlan, model_group_l
 from nf_dist.fingerprint.transforms import apply_transform
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
+from nf_dist.telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +196,7 @@ class RayModelGradients:
             ) from None
 
     def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
+        started = time.perf_counter()
         latents = z.detach().cpu().numpy()
         calls = []
         for shard_id, actor in enumerate(self.actors):
@@ -209,7 +212,7 @@ class RayModelGradients:
                     len(plan.negatives),
                 )
                 calls.append((shard_id, positives, negatives, ref))
-        results = ray.get([ref for *_, ref in calls])
+        results = self._gather(calls, started)
         grad = torch.zeros_like(z)
         positive = negative = 0.0
         hits: dict[tuple[str, int], float] = {}
@@ -232,12 +235,29 @@ class RayModelGradients:
         ordered = [hits[("p", i)] for i in plan.positives] + [
             hits[("n", i)] for i in plan.negatives
         ]
-        return ModelStep(
+        step = ModelStep(
             grad,
             positive / len(plan.positives),
             negative / len(plan.negatives),
             torch.tensor(ordered),
         )
+        metrics.LATENT_STEPS.inc()
+        metrics.LATENT_STEPS_PER_SECOND.set(1.0 / max(time.perf_counter() - started, 1e-9))
+        metrics.LATENT_LOSS.labels("positive").set(step.positive)
+        metrics.LATENT_LOSS.labels("negative").set(step.negative)
+        metrics.LATENT_SUCCESS_RATIO.set(float(step.hits.mean()))
+        return step
+
+    def _gather(self, calls: list[tuple[int, Any, Any, Any]], started: float) -> list[Any]:
+        """Results in call order, timing each shard as its gradient arrives."""
+        pending = {ref: shard_id for shard_id, _, _, ref in calls}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            shard_id = pending.pop(done[0])
+            metrics.LATENT_SHARD_SECONDS.labels(str(shard_id)).observe(
+                time.perf_counter() - started
+            )
+        return ray.get([ref for *_, ref in calls])
 
     def shutdown(self) -> None:
         """Stop the actors."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,21 @@ BENCH_MODEL_SECONDS = Histogram(
     "Wall seconds to build one benchmark model",
     ["attack"],
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600, 7200),
+)
+
+LATENT_STEPS = Counter("nf_latent_steps_total", "Latent optimisation steps taken")
+LATENT_STEPS_PER_SECOND = Gauge(
+    "nf_latent_steps_per_second", "Latent optimisation steps per second (last step)"
+)
+LATENT_SHARD_SECONDS = Histogram(
+    "nf_latent_shard_gradient_seconds",
+    "Seconds from sending the latents to a shard actor to having its gradient",
+    ["shard"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LATENT_LOSS = Gauge("nf_latent_loss", "Mean CW loss of the step's models", ["term"])
+LATENT_SUCCESS_RATIO = Gauge(
+    "nf_latent_success_ratio", "Share of (model, image) pairs at their target label this step"
 )
 
 

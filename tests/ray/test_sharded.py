@@ -208,3 +208,20 @@ def test_a_killed_actor_restarts_and_the_run_matches(world: dict) -> None:
         engine.shutdown()
     assert killer.killed and new_pid != killer.killed
     assert ((sharded - reference).norm() / reference.norm()).item() < 1e-4
+
+
+def test_the_engine_reports_prometheus_metrics(world: dict) -> None:
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("nf_latent_steps_total") or 0.0
+    engine = _engine(world, 2)
+    try:
+        _run(world, engine)
+    finally:
+        engine.shutdown()
+    assert REGISTRY.get_sample_value("nf_latent_steps_total") == before + CONFIG.steps
+    latency = REGISTRY.get_sample_value("nf_latent_shard_gradient_seconds_count", {"shard": "0"})
+    assert latency is not None and latency > 0
+    assert REGISTRY.get_sample_value("nf_latent_steps_per_second") > 0
+    success = REGISTRY.get_sample_value("nf_latent_success_ratio")
+    assert success is not None and 0 <= success <= 1
