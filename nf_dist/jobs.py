@@ -123,8 +123,9 @@ def run_gan(config: GanJobConfig, *, progress: bool = True) -> str:
 class FingerprintJobConfig:
     """``nf-dist fingerprint``: NaturalFinger from a GAN and white-box positive/negative models.
 
-    ``engine: local`` optimises in this process (the reference); ``engine: ray`` shards the
-    models over ``num_shards`` Ray actors, each asking for ``cpus_per_shard`` CPUs and
+    ``positives`` and ``negatives`` are checkpoint URIs, or model ids of the FingerBench build at
+    ``bench_uri``. ``engine: local`` optimises in this process (the reference); ``engine: ray``
+    shards the models over ``num_shards`` Ray actors, each asking for ``cpus_per_shard`` CPUs and
     ``gpus_per_shard`` GPUs (1 per actor on a GPU cluster), and gives the same fingerprints.
     The optimisation is checkpointed every ``checkpoint_every`` steps beside the output
     (``<output>.progress``); re-running a killed job resumes from there. ``metrics_port`` serves
@@ -133,6 +134,7 @@ class FingerprintJobConfig:
 
     output_uri: str = "runs/fingerprint/fingerprint.parquet"
     gan_uri: str = ""
+    bench_uri: str | None = None
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
     engine: Literal["local", "ray"] = "local"
@@ -145,13 +147,36 @@ class FingerprintJobConfig:
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
 
+def model_uris(config: FingerprintJobConfig) -> tuple[list[str], list[str]]:
+    """Checkpoint URIs of the positives and negatives: as given, or resolved from the ids of the
+    benchmark at ``bench_uri`` (unknown ids are an error naming them)."""
+    if config.bench_uri is None:
+        return list(config.positives), list(config.negatives)
+    from nf_dist.bench import load
+    from nf_dist.bench.store import BenchStore
+
+    known = set(load(config.bench_uri).ids())
+    missing = [i for i in (*config.positives, *config.negatives) if i not in known]
+    if missing:
+        raise ConfigError(f"{config.bench_uri} has no model {missing[0]!r}; see its manifest")
+    store = BenchStore(config.bench_uri)
+    return (
+        [store.model_stem(i) for i in config.positives],
+        [store.model_stem(i) for i in config.negatives],
+    )
+
+
 def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> FingerprintSet:
     """Generate, save the Parquet set and a PNG grid beside it; returns the set."""
     if not config.gan_uri or not config.positives or not config.negatives:
-        raise ConfigError("fingerprint needs gan_uri, positives and negatives (checkpoint URIs)")
+        raise ConfigError(
+            "fingerprint needs gan_uri, positives and negatives (checkpoint URIs, or model ids "
+            "of the benchmark at bench_uri)"
+        )
+    positive_uris, negative_uris = model_uris(config)
     generator, discriminator, meta = load_gan(config.gan_uri)
-    positives = [load_classifier(uri)[0] for uri in config.positives]
-    negatives = [load_classifier(uri)[0] for uri in config.negatives]
+    positives = [load_classifier(uri)[0] for uri in positive_uris]
+    negatives = [load_classifier(uri)[0] for uri in negative_uris]
     spec = meta["spec"]
     if config.metrics_port is not None:
         from nf_dist.telemetry.metrics import serve_metrics
@@ -161,7 +186,7 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
     if config.engine == "ray":
         from nf_dist.distributed.sharded import ray_engine_factory
 
-        engine = ray_engine_factory(config)
+        engine = ray_engine_factory(config, positive_uris, negative_uris)
     fingerprints = generate(
         generator,
         discriminator,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import numpy as np
 import ray
 import torch
@@ -32,6 +33,7 @@ from nf_dist.fingerprint.naturalfinger import ModelStep, StepPlan, model_group_l
 from nf_dist.fingerprint.transforms import apply_transform
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
+from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX
 from nf_dist.telemetry import metrics
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,14 @@ def place_models(
         )
         for shard in assigned
     ]
+
+
+def _weight_bytes(uri: str) -> float:
+    """A model's placement cost: the size of its weights (a proxy for its compute); 1 if unknown."""
+    try:
+        return float(fsspec.core.url_to_fs(uri + WEIGHTS_SUFFIX)[0].size(uri + WEIGHTS_SUFFIX))
+    except (OSError, ValueError):
+        return 1.0
 
 
 class ShardActor:
@@ -118,20 +128,22 @@ class ShardActor:
         latents = torch.as_tensor(np.array(z), device=self.device).requires_grad_(True)
         images = self.generator(latents, self.targets["y_gen"])
         transformed = apply_transform(images, transform)
-        pos_sum, pos_hits = model_group_loss(
+        pos = model_group_loss(
             [self.positives[i] for i in positives], transformed, self.targets["y_orig"], self.k
         )
-        neg_sum, neg_hits = model_group_loss(
+        neg = model_group_loss(
             [self.negatives[i] for i in negatives], transformed, self.targets["y_adv"], self.k
         )
-        loss = pos_sum / num_positive + neg_sum / num_negative
+        loss = pos.total / num_positive + neg.total / num_negative
         (grad,) = torch.autograd.grad(loss, latents)
         return {
             "grad": grad.detach().cpu().numpy(),
-            "positive_sum": float(pos_sum.detach()),
-            "negative_sum": float(neg_sum.detach()),
-            "positive_hits": pos_hits.cpu().numpy(),
-            "negative_hits": neg_hits.cpu().numpy(),
+            "positive_sum": float(pos.total.detach()),
+            "negative_sum": float(neg.total.detach()),
+            "positive_hits": pos.hits.cpu().numpy(),
+            "negative_hits": neg.hits.cpu().numpy(),
+            "positive_losses": pos.losses.cpu().numpy(),
+            "negative_losses": neg.losses.cpu().numpy(),
         }
 
 
@@ -152,7 +164,8 @@ class RayModelGradients:
         max_restarts: int = 3,
         start_timeout_s: float = 600.0,
     ) -> None:
-        self.shards = place_models(len(positive_uris), len(negative_uris), num_shards)
+        costs = [_weight_bytes(uri) for uri in [*positive_uris, *negative_uris]]
+        self.shards = place_models(len(positive_uris), len(negative_uris), num_shards, costs)
         self.start_timeout_s = start_timeout_s
         # Actors hold their CPUs for life: asking for more than the cluster has waits forever.
         total = ray.cluster_resources()
@@ -216,6 +229,7 @@ class RayModelGradients:
         grad = torch.zeros_like(z)
         positive = negative = 0.0
         hits: dict[tuple[str, int], float] = {}
+        losses: dict[tuple[str, int], float] = {}
         for (shard_id, positives, negatives, _), result in zip(calls, results):
             part = torch.from_numpy(np.array(result["grad"]))
             if (
@@ -232,14 +246,15 @@ class RayModelGradients:
             negative += result["negative_sum"]
             hits |= {("p", i): h for i, h in zip(positives, result["positive_hits"])}
             hits |= {("n", i): h for i, h in zip(negatives, result["negative_hits"])}
-        ordered = [hits[("p", i)] for i in plan.positives] + [
-            hits[("n", i)] for i in plan.negatives
-        ]
+            losses |= {("p", i): v for i, v in zip(positives, result["positive_losses"])}
+            losses |= {("n", i): v for i, v in zip(negatives, result["negative_losses"])}
+        keys = [("p", i) for i in plan.positives] + [("n", i) for i in plan.negatives]
         step = ModelStep(
             grad,
             positive / len(plan.positives),
             negative / len(plan.negatives),
-            torch.tensor(ordered),
+            torch.tensor([hits[key] for key in keys]),
+            torch.tensor([losses[key] for key in keys]),
         )
         metrics.LATENT_STEPS.inc()
         metrics.LATENT_STEPS_PER_SECOND.set(1.0 / max(time.perf_counter() - started, 1e-9))
@@ -265,7 +280,9 @@ class RayModelGradients:
             ray.kill(actor)
 
 
-def ray_engine_factory(config: Any) -> Any:
+def ray_engine_factory(
+    config: Any, positive_uris: Sequence[str], negative_uris: Sequence[str]
+) -> Any:
     """The engine factory for a :class:`~nf_dist.jobs.FingerprintJobConfig` with
     ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known."""
     from nf_dist.ray_utils import init_ray
@@ -275,8 +292,8 @@ def ray_engine_factory(config: Any) -> Any:
         init_ray(config.address)
         engine = RayModelGradients(
             absolute_uri(config.gan_uri),
-            [absolute_uri(u) for u in config.positives],
-            [absolute_uri(u) for u in config.negatives],
+            [absolute_uri(u) for u in positive_uris],
+            [absolute_uri(u) for u in negative_uris],
             config.num_shards,
             (y_gen, y_orig, y_adv),
             config.fingerprint.k,

@@ -300,22 +300,40 @@ def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig
     return plans
 
 
+@dataclass
+class GroupLoss:
+    """The CW losses of a group of models on one batch.
+
+    Attributes:
+        total: sum over the models of their mean CW loss (differentiable); callers divide by the
+            step's model count, so shards can add their partial sums.
+        losses: ``(num_models,)`` each model's mean CW loss (detached).
+        hits: ``(num_models,)`` each model's share of images already at their target.
+    """
+
+    total: torch.Tensor
+    losses: torch.Tensor
+    hits: torch.Tensor
+
+
 def model_group_loss(
     models: Sequence[nn.Module], images: torch.Tensor, target: torch.Tensor, k: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum over ``models`` of the mean CW loss, and per model the share of images at target.
-
-    Returns:
-        ``(sum of per-model mean losses, (num_models,) success shares)``. Callers divide the sum
-        by the step's model count, so shards can add their partial sums.
-    """
+) -> GroupLoss:
+    """CW losses of ``models`` on ``images`` towards ``target``, with per-model diagnostics."""
     total = images.new_zeros(())
-    hits = []
+    losses, hits = [], []
     for model in models:
         logits = model(images)
-        total = total + cw_loss(logits, target, k).mean()
+        loss = cw_loss(logits, target, k).mean()
+        total = total + loss
+        losses.append(loss.detach())
         hits.append((logits.argmax(1) == target).float().mean().detach())
-    return total, torch.stack(hits) if hits else images.new_zeros(0)
+    empty = images.new_zeros(0)
+    return GroupLoss(
+        total,
+        torch.stack(losses) if losses else empty,
+        torch.stack(hits) if hits else empty,
+    )
 
 
 def discriminator_labels(
@@ -454,12 +472,14 @@ class ModelStep:
         positive: mean CW loss over the step's positive models.
         negative: mean CW loss over the step's negative models.
         hits: per model of the step (positives first), the share of images at their target.
+        losses: per model of the step (positives first), its mean CW loss.
     """
 
     grad: torch.Tensor
     positive: float
     negative: float
     hits: torch.Tensor
+    losses: torch.Tensor
 
 
 class ModelGradients(Protocol):
@@ -494,16 +514,22 @@ class LocalModelGradients:
     def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
         z = z.detach().requires_grad_(True)
         transformed = apply_transform(self.generator(z, self.y_gen), plan.transform)
-        pos_sum, pos_hits = model_group_loss(
+        pos = model_group_loss(
             [self.positives[i] for i in plan.positives], transformed, self.y_orig, self.k
         )
-        neg_sum, neg_hits = model_group_loss(
+        neg = model_group_loss(
             [self.negatives[i] for i in plan.negatives], transformed, self.y_adv, self.k
         )
-        pos_loss = pos_sum / len(plan.positives)
-        neg_loss = neg_sum / len(plan.negatives)
+        pos_loss = pos.total / len(plan.positives)
+        neg_loss = neg.total / len(plan.negatives)
         (grad,) = torch.autograd.grad(pos_loss + neg_loss, z)
-        return ModelStep(grad, pos_loss.item(), neg_loss.item(), torch.cat([pos_hits, neg_hits]))
+        return ModelStep(
+            grad,
+            pos_loss.item(),
+            neg_loss.item(),
+            torch.cat([pos.hits, neg.hits]),
+            torch.cat([pos.losses, neg.losses]),
+        )
 
 
 def optimise_latents(

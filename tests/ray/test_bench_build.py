@@ -175,3 +175,40 @@ def test_a_killed_build_process_resumes_where_it_stopped(tmp_path: Path) -> None
     assert len(report.skipped) == committed  # rows are atomic: every one present is whole
     assert len(report.built) + len(report.skipped) == SMOKE_IDS
     _assert_complete(str(uri))
+
+
+def test_fingerprint_from_benchmark_ids_on_the_ray_engine(built_local, tmp_path: Path) -> None:
+    """The sharded engine loads its models from a built benchmark by id."""
+    from nf_dist.config import from_dict
+    from nf_dist.jobs import FingerprintJobConfig, run_fingerprint
+    from nf_dist.models.gan import GanSpec, build_gan
+    from nf_dist.storage.checkpoints import save_checkpoint
+
+    uri, _ = built_local
+    generator, discriminator = build_gan(GanSpec(16, 10, 8, 8, False))
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    tensors |= {f"discriminator.{k}": v for k, v in discriminator.state_dict().items()}
+    spec = {"z_dim": 16, "num_classes": 10, "g_channels": 8, "d_channels": 8, "attention": False}
+    gan = save_checkpoint(str(tmp_path / "gan"), tensors, {"kind": "gan", "spec": spec})
+    config = from_dict(
+        FingerprintJobConfig,
+        {
+            "output_uri": str(tmp_path / "fp.parquet"),
+            "gan_uri": gan,
+            "bench_uri": uri,
+            "positives": ["source", "ftll"],
+            "negatives": ["mirror-source", "indep-vgg13_bn"],
+            "engine": "ray",
+            "num_shards": 2,
+            "cpus_per_shard": 0.5,
+            "fingerprint": {"num_candidates": 64, "num_optimised": 32, "steps": 3},
+        },
+    )
+    try:
+        run_fingerprint(config, progress=False)
+    except NfDistError as exc:  # untrained tiny models: screening may keep nothing
+        assert "screening" in str(exc)
+    assert Path(str(tmp_path / "fp.progress.json")).exists()  # the run was checkpointed
+    bad = from_dict(FingerprintJobConfig, {**config.__dict__, "positives": ["nope"]})
+    with pytest.raises(NfDistError, match="no model 'nope'"):
+        run_fingerprint(bad, progress=False)

@@ -107,6 +107,25 @@ def test_sharded_latents_match_the_reference(world: dict, num_shards: int) -> No
     assert (reference - z0).abs().max() > 1e-3  # the run moved the latents
 
 
+def test_one_step_matches_the_reference_model_by_model(world: dict) -> None:
+    from nf_dist.fingerprint.naturalfinger import LocalModelGradients, plan_steps
+
+    generator, _, positives, negatives = world["models"]
+    z, y_gen, y_orig, y_adv = world["labels"]
+    plan = plan_steps(2, 2, CONFIG)[0]
+    local = LocalModelGradients(generator, positives, negatives, y_gen, y_orig, y_adv, CONFIG.k)
+    expected = local(z, plan)
+    engine = _engine(world, 2)
+    try:
+        got = engine(z, plan)
+    finally:
+        engine.shutdown()
+    assert torch.allclose(got.grad, expected.grad, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(got.losses, expected.losses, rtol=1e-5)
+    assert torch.equal(got.hits, expected.hits)
+    assert got.positive == pytest.approx(expected.positive, rel=1e-5)
+
+
 def test_placement_balances_and_covers_every_model() -> None:
     shards = place_models(4, 4, 3, costs=[4, 1, 1, 1, 4, 1, 1, 1])
     assert sorted(i for s in shards for i in s.positives) == [0, 1, 2, 3]
