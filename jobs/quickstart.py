@@ -1,4 +1,4 @@
-"""The quickstart as a job script (runs on the local machine; Ray job submission comes later).
+"""The quickstart as a job script (it runs in one process and needs no Ray cluster).
 
 python jobs/quickstart.py [--config FILE] [--set key=value ...]
 """
