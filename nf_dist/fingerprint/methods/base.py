@@ -1,0 +1,69 @@
+"""The fingerprinting-method contract and its registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from nf_dist.data.readers import ImageDataset
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.registry import Registry
+
+
+@dataclass
+class FingerprintContext:
+    """What the owner has when fingerprinting.
+
+    Attributes:
+        positives: models derived from the owner's source, the source first (white-box).
+        negatives: independent models (white-box).
+        clean: clean owner images (e.g. the test split) for methods that start from real data.
+        generator, discriminator, z_dim: the GAN, for generative methods (None otherwise).
+        num_classes: label count.
+        progress: show progress bars.
+    """
+
+    positives: Sequence[nn.Module]
+    negatives: Sequence[nn.Module]
+    clean: ImageDataset | None = None
+    generator: nn.Module | None = None
+    discriminator: nn.Module | None = None
+    z_dim: int = 128
+    num_classes: int = 10
+    progress: bool = False
+
+
+class FingerprintMethod(ABC):
+    """A fingerprinting method: ``generate(context, config) -> FingerprintSet``.
+
+    ``config_class`` is the method's frozen config dataclass (its YAML section).
+    """
+
+    config_class: ClassVar[type]
+
+    @abstractmethod
+    def generate(self, context: FingerprintContext, config: Any) -> FingerprintSet:
+        """Build the fingerprint set."""
+
+
+METHODS: Registry[type[FingerprintMethod]] = Registry("fingerprinting method")
+
+
+@torch.no_grad()
+def labels_of(model: nn.Module, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Top-1 labels of ``(N, H, W, 3)`` uint8 images, as a suspect would answer."""
+    from nf_dist.models.training import predict
+
+    return predict(model, images, batch_size=batch_size)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` in [0, 1] -> ``(N, H, W, 3)`` uint8, how fingerprints are stored."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    return np.ascontiguousarray(pixels.cpu().numpy())
