@@ -10,11 +10,13 @@ from nf_dist.data import load_dataset
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.clean import CleanConfig
 from nf_dist.fingerprint.methods.ipguard import IPGuardConfig, ipguard_loss
+from nf_dist.fingerprint.methods.metafinger import MetaFingerConfig
+from nf_dist.fingerprint.methods.metav import MetaVConfig
 from nf_dist.verify import model_oracle, verify
 
 
 def test_every_method_is_registered() -> None:
-    assert {"naturalfinger", "clean", "ipguard"} <= set(METHODS.names())
+    assert {"naturalfinger", "clean", "ipguard", "metafinger", "metav"} <= set(METHODS.names())
 
 
 def test_ipguard_loss_on_a_hand_computed_case() -> None:
@@ -37,6 +39,8 @@ def context(tiny_zoo: dict, cifar_test_uri: str, tmp_path_factory) -> Fingerprin
     [
         ("clean", CleanConfig(num_fingerprints=20)),
         ("ipguard", IPGuardConfig(20, steps=20, lr=0.01)),
+        ("metafinger", MetaFingerConfig(20, num_seeds=20, epochs=2, steps_per_epoch=3)),
+        ("metav", MetaVConfig(20, steps=10)),
     ],
 )
 def test_baselines_match_their_source_and_give_valid_rates(
