@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    evaluate = sub.add_parser(
+        "evaluate", help="query every benchmark suspect with fingerprint sets; ARUC and margins"
+    )
+    _add_config_args(evaluate, "keys of EvaluateConfig")
+
     verify = sub.add_parser("verify", help="check suspects against a fingerprint set")
     verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
     verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
@@ -197,6 +202,24 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from nf_dist.evaluate import EvaluateConfig, evaluate
+
+    config = load_config(EvaluateConfig, args.config, args.overrides)
+    metrics = evaluate(config)
+    for method, entry in metrics["methods"].items():
+        for split in ("heldout", "all"):
+            if split in entry:
+                m = entry[split]
+                low, high = m["aruc_ci95"]
+                print(
+                    f"{method:<14} {split:<8} ARUC {m['aruc']:.4f} [{low:.3f}, {high:.3f}]  "
+                    f"AUC {m['roc_auc']:.4f}  TPR@1%FPR {m['tpr_at_1pct_fpr']:.3f}"
+                )
+    print(f"tables and metrics in {config.output_uri}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
     from nf_dist.metrics import summarize
@@ -250,7 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"quickstart": _quickstart, "verify": _verify, "bench": _bench}
+    handlers = {
+        "quickstart": _quickstart,
+        "verify": _verify,
+        "bench": _bench,
+        "evaluate": _evaluate,
+    }
     try:
         return handlers.get(args.command, _job)(args)
     except NfDistError as exc:

@@ -6,7 +6,7 @@ matching rate is ``>= t``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -85,6 +85,36 @@ def margin(positive_rate: float, negative_rate: float) -> float:
     return float(positive_rate) - float(negative_rate)
 
 
+def perfect_separation_width(positive_rates: ArrayLike, negative_rates: ArrayLike) -> float:
+    """Width of the widest threshold range with TPR = TNR = 1 (0 when none exists).
+
+    With "positive when rate >= t", every t in (max negative, min positive] separates perfectly.
+    """
+    pos, neg = _rates(positive_rates, "positive"), _rates(negative_rates, "negative")
+    return max(0.0, float(pos.min() - neg.max()))
+
+
+def bootstrap_ci(
+    positive_rates: ArrayLike,
+    negative_rates: ArrayLike,
+    metric: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    *,
+    num_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric`` (default ARUC), resampling each role."""
+    pos, neg = _rates(positive_rates, "positive"), _rates(negative_rates, "negative")
+    metric = metric or aruc
+    rng = np.random.default_rng(seed)
+    values = [
+        metric(rng.choice(pos, len(pos)), rng.choice(neg, len(neg))) for _ in range(num_resamples)
+    ]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def summarize(positive_rates: ArrayLike, negative_rates: ArrayLike) -> dict[str, float]:
     """All scalar metrics for one set of positive and negative suspects."""
     return {
@@ -92,6 +122,7 @@ def summarize(positive_rates: ArrayLike, negative_rates: ArrayLike) -> dict[str,
         "roc_auc": roc_auc(positive_rates, negative_rates),
         "tpr_at_1pct_fpr": tpr_at_fpr(positive_rates, negative_rates, 0.01),
         "tpr_at_5pct_fpr": tpr_at_fpr(positive_rates, negative_rates, 0.05),
+        "perfect_separation_width": perfect_separation_width(positive_rates, negative_rates),
         "num_positive": float(len(positive_rates)),
         "num_negative": float(len(negative_rates)),
     }

@@ -212,3 +212,55 @@ def test_fingerprint_from_benchmark_ids_on_the_ray_engine(built_local, tmp_path:
     bad = from_dict(FingerprintJobConfig, {**config.__dict__, "positives": ["nope"]})
     with pytest.raises(NfDistError, match="no model 'nope'"):
         run_fingerprint(bad, progress=False)
+
+
+def test_evaluate_queries_every_suspect_on_both_engines(
+    built_local, tmp_path: Path, cifar_test_uri: str
+) -> None:
+    import json
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from nf_dist.data import load_dataset
+    from nf_dist.evaluate import EvaluateConfig, evaluate
+    from nf_dist.fingerprint.fingerprint_set import save_fingerprint_set
+    from nf_dist.fingerprint.methods import METHODS, FingerprintContext
+    from nf_dist.fingerprint.methods.clean import CleanConfig
+    from nf_dist.metrics import aruc
+
+    uri, _ = built_local
+    loaded = bench.load(uri)
+    generation = ["source", "mirror-source"]
+    clean = load_dataset(cifar_test_uri).subset(np.arange(64))
+    context = FingerprintContext(
+        [loaded.model("source")], [loaded.model("mirror-source")], clean=clean
+    )
+    fingerprints = METHODS.get("clean")().generate(context, CleanConfig(num_fingerprints=32))
+    save_fingerprint_set(fingerprints, str(tmp_path / "clean.parquet"))
+    results = {}
+    for engine in ("ray", "local"):
+        config = EvaluateConfig(
+            bench_uri=uri,
+            fingerprints={"clean": str(tmp_path / "clean.parquet")},
+            generation_models=tuple(generation),
+            output_uri=str(tmp_path / engine),
+            engine=engine,
+            bootstrap=50,
+        )
+        results[engine] = evaluate(config)
+    assert results["ray"] == results["local"]
+    rows = pq.read_table(tmp_path / "ray" / "rates.parquet").to_pylist()
+    assert len(rows) == SMOKE_IDS
+    assert all(0 <= r["rate"] <= 1 for r in rows)
+    assert next(r for r in rows if r["suspect"] == "source")["rate"] == 1.0
+    heldout = [r for r in rows if r["use"] == "heldout"]
+    expected = aruc(
+        [r["rate"] for r in heldout if r["role"] == "positive"],
+        [r["rate"] for r in heldout if r["role"] == "negative"],
+    )
+    metrics = json.loads((tmp_path / "ray" / "metrics.json").read_text())
+    assert metrics["methods"]["clean"]["heldout"]["aruc"] == pytest.approx(expected)
+    assert sorted(metrics["split"]["generation_models"]) == sorted(generation)
+    margins = pq.read_table(tmp_path / "ray" / "margins.parquet").to_pylist()
+    assert {m["suspect"] for m in margins} == {"source", "ftll"}
