@@ -101,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(evaluate, "keys of EvaluateConfig")
 
+    report = sub.add_parser("report", help="Markdown report with plots from an evaluation")
+    report.add_argument("evaluation", help="an evaluation's output folder or URI")
+    report.add_argument("--output", help="report folder (default: the evaluation folder)")
+    report.add_argument(
+        "--fingerprints",
+        nargs="*",
+        default=[],
+        metavar="METHOD=URI",
+        help="fingerprint sets to show as grids",
+    )
+
     verify = sub.add_parser("verify", help="check suspects against a fingerprint set")
     verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
     verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
@@ -220,6 +231,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from nf_dist.report import write_report
+
+    sets = {}
+    for item in args.fingerprints:
+        method, sep, uri = item.partition("=")
+        if not sep:
+            raise NfDistError(f"--fingerprints takes METHOD=URI, got {item!r}")
+        sets[method] = uri
+    path = write_report(args.evaluation, args.output or args.evaluation, sets)
+    print(f"wrote {path}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
     from nf_dist.metrics import summarize
@@ -278,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": _verify,
         "bench": _bench,
         "evaluate": _evaluate,
+        "report": _report,
     }
     try:
         return handlers.get(args.command, _job)(args)

@@ -264,3 +264,13 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     assert sorted(metrics["split"]["generation_models"]) == sorted(generation)
     margins = pq.read_table(tmp_path / "ray" / "margins.parquet").to_pylist()
     assert {m["suspect"] for m in margins} == {"source", "ftll"}
+
+    from nf_dist.cli import main
+
+    fingerprint_arg = f"clean={tmp_path / 'clean.parquet'}"
+    assert main(["report", str(tmp_path / "ray"), "--fingerprints", fingerprint_arg]) == 0
+    report = (tmp_path / "ray" / "report.md").read_text()
+    heldout_aruc = metrics["methods"]["clean"]["heldout"]["aruc"]
+    assert f"| clean | heldout | {heldout_aruc:.4f} |" in report
+    for image in ("curves.png", "margins_attack.png", "grid_clean.png"):
+        assert (tmp_path / "ray" / image).stat().st_size > 1000

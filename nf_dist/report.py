@@ -1,0 +1,137 @@
+"""``nf-dist report``: a Markdown report with PNG plots from an evaluation's tables.
+
+Reads ``rates.parquet``, ``margins.parquet`` and ``metrics.json`` written by
+:mod:`nf_dist.evaluate` (and, where present, ``ablation.json`` and ``stealth.json`` beside them)
+and writes ``report.md`` with: the metrics table (held-out and all models), robustness-uniqueness
+curves per method (the paper's Fig. 4), mean matching-rate margins per attack (Figs. 5-6) and per
+architecture for distillation and Knockoff (Fig. 7), and a grid of each method's fingerprints.
+Every number in the report is read from those files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from nf_dist.metrics import robustness, uniqueness  # noqa: E402
+from nf_dist.storage.uri import join, read_bytes  # noqa: E402
+
+
+def _table(uri: str) -> list[dict[str, Any]]:
+    try:
+        return pq.read_table(io.BytesIO(read_bytes(uri))).to_pylist()
+    except FileNotFoundError:
+        return []
+
+
+def curves_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Robustness R(t) and uniqueness U(t) per method on the held-out suspects."""
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["use"] == "heldout":
+            by_method[row["method"]].append(row)
+    thresholds = np.linspace(0, 1, 201)
+    fig, axes = plt.subplots(1, max(1, len(by_method)), figsize=(4 * max(1, len(by_method)), 3.2))
+    for ax, (method, group) in zip(np.atleast_1d(axes), sorted(by_method.items())):
+        pos = [r["rate"] for r in group if r["role"] == "positive"]
+        neg = [r["rate"] for r in group if r["role"] == "negative"]
+        ax.plot(thresholds, [robustness(pos, t) for t in thresholds], label="robustness")
+        ax.plot(thresholds, [uniqueness(neg, t) for t in thresholds], label="uniqueness")
+        ax.set_title(method)
+        ax.set_xlabel("threshold")
+        ax.set_ylim(-0.02, 1.02)
+    np.atleast_1d(axes)[0].legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def margins_plot(margins: list[dict[str, Any]], key: str, path: Path, attacks: set[str]) -> bool:
+    """Mean margin (positive minus its mirror) per ``key`` value and method; False if no data."""
+    chosen = [m for m in margins if m["attack"] in attacks] if attacks else margins
+    if not chosen:
+        return False
+    methods = sorted({m["method"] for m in chosen})
+    groups = sorted({m[key] for m in chosen})
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(groups) * len(methods)), 3.2))
+    for i, method in enumerate(methods):
+        values = [
+            np.mean([m["margin"] for m in chosen if m["method"] == method and m[key] == g] or [0])
+            for g in groups
+        ]
+        ax.bar(np.arange(len(groups)) + i * width, values, width, label=method)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(methods) - 1) / 2)
+    ax.set_xticklabels(groups, rotation=45, ha="right")
+    ax.set_ylabel("matching-rate margin")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(
+    evaluation_uri: str, output_dir: str, fingerprints: dict[str, str] | None = None
+) -> Path:
+    """Write ``report.md`` and its PNGs into ``output_dir``; returns the report's path."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = json.loads(read_bytes(join(evaluation_uri, "metrics.json")))
+    rows = _table(join(evaluation_uri, "rates.parquet"))
+    margins = _table(join(evaluation_uri, "margins.parquet"))
+    lines = [
+        "# nf-dist evaluation report",
+        "",
+        f"Benchmark: `{metrics['bench_uri']}`; evaluation: `{evaluation_uri}`.  ",
+        f"Generation models (excluded from held-out): "
+        f"{', '.join(metrics['split']['generation_models']) or 'none'}; "
+        f"{len(metrics['split']['heldout_models'])} held-out suspects.",
+        "",
+        "| method | split | ARUC | ARUC 95% CI | ROC AUC | TPR@1%FPR | TPR@5%FPR | "
+        "perfect-separation width |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, entry in sorted(metrics["methods"].items()):
+        for split in ("heldout", "all"):
+            if split not in entry:
+                continue
+            m = entry[split]
+            lines.append(
+                f"| {method} | {split} | {m['aruc']:.4f} | "
+                f"[{m['aruc_ci95'][0]:.3f}, {m['aruc_ci95'][1]:.3f}] | {m['roc_auc']:.4f} | "
+                f"{m['tpr_at_1pct_fpr']:.3f} | {m['tpr_at_5pct_fpr']:.3f} | "
+                f"{m['perfect_separation_width']:.3f} |"
+            )
+    curves_plot(rows, out / "curves.png")
+    lines += ["", "## Robustness and uniqueness (held-out suspects)", "", "![](curves.png)"]
+    if margins_plot(margins, "attack", out / "margins_attack.png", set()):
+        lines += ["", "## Margins by attack (positive minus its mirror)", ""]
+        lines += ["![](margins_attack.png)", ""]
+        lines += ["| method | attack | mean margin |", "|---|---|---|"]
+        for method, entry in sorted(metrics["methods"].items()):
+            for attack, value in entry["margins_by_attack"].items():
+                lines.append(f"| {method} | {attack} | {value:.3f} |")
+    if margins_plot(margins, "arch", out / "margins_arch.png", {"distill", "knockoff"}):
+        lines += ["", "## Margins per architecture: distillation and Knockoff", ""]
+        lines.append("![](margins_arch.png)")
+    if fingerprints:
+        from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_grid
+
+        lines += ["", "## Fingerprints", ""]
+        for method, uri in sorted(fingerprints.items()):
+            save_grid(load_fingerprint_set(uri).images[:64], str(out / f"grid_{method}.png"))
+            lines.append(f"**{method}**  \n![](grid_{method}.png)\n")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
