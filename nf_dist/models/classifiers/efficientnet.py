@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nf_dist.models.classifiers.base import CLASSIFIERS, scaled
-from nf_dist.models.classifiers.layers import SqueezeExcite, conv_bn
+from nf_dist.models.classifiers.layers import InvertedResidual, conv_bn
 
 # (expansion, out_channels, num_blocks, kernel, stride) per stage, as in B0.
 STAGES = (
@@ -35,30 +35,6 @@ SE_RATIO = 0.25
 DROPOUT = 0.2
 
 
-class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand -> depthwise kxk -> SE -> 1x1 project (+ identity)."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, expansion: int, kernel: int, stride: int
-    ) -> None:
-        super().__init__()
-        hidden = in_channels * expansion
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers.append(conv_bn(in_channels, hidden, kernel=1, act=nn.SiLU))
-        layers += [
-            conv_bn(hidden, hidden, kernel=kernel, stride=stride, groups=hidden, act=nn.SiLU),
-            SqueezeExcite(hidden, max(1, int(in_channels * SE_RATIO)), act=nn.SiLU),
-            conv_bn(hidden, out_channels, kernel=1, act=None),
-        ]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
-        return out + x if self.residual else out
-
-
 class EfficientNet(nn.Module):
     """CIFAR EfficientNet-B0 body.
 
@@ -74,7 +50,17 @@ class EfficientNet(nn.Module):
             out_channels = scaled(channels, width)
             for block_index in range(num_blocks):
                 block_stride = stride if block_index == 0 else 1
-                blocks.append(MBConv(in_channels, out_channels, expansion, kernel, block_stride))
+                blocks.append(
+                    InvertedResidual(
+                        in_channels,
+                        out_channels,
+                        expansion,
+                        block_stride,
+                        kernel=kernel,
+                        se_channels=max(1, int(in_channels * SE_RATIO)),
+                        act=nn.SiLU,
+                    )
+                )
                 in_channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         head_channels = scaled(HEAD_CHANNELS, width)

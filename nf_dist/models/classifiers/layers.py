@@ -60,3 +60,40 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.expand(self.act(self.reduce(self.pool(x))))  # (N, C, 1, 1)
         return x * torch.sigmoid(gate)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 / MBConv block: 1x1 expand -> depthwise kxk -> optional SE -> 1x1 linear
+    projection, with an identity shortcut when stride is 1 and channels match.
+
+    Args:
+        se_channels: squeeze-and-excitation bottleneck width (None: no SE, as in MobileNetV2).
+        act: activation class (ReLU6 for MobileNetV2, SiLU for EfficientNet).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        expansion: int,
+        stride: int,
+        *,
+        kernel: int = 3,
+        se_channels: int | None = None,
+        act: type[nn.Module] = nn.ReLU6,
+    ) -> None:
+        super().__init__()
+        hidden = in_channels * expansion
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers.append(conv_bn(in_channels, hidden, kernel=1, act=act))
+        layers.append(conv_bn(hidden, hidden, kernel=kernel, stride=stride, groups=hidden, act=act))
+        if se_channels is not None:
+            layers.append(SqueezeExcite(hidden, se_channels, act=act))
+        layers.append(conv_bn(hidden, out_channels, kernel=1, act=None))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return out + x if self.residual else out

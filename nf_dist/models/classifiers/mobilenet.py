@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nf_dist.models.classifiers.base import CLASSIFIERS, scaled
-from nf_dist.models.classifiers.layers import conv_bn
+from nf_dist.models.classifiers.layers import InvertedResidual, conv_bn
 
 # (expansion, out_channels, num_blocks, stride) per stage; stage 2 is stride 1 for CIFAR.
 STAGES = (
@@ -28,27 +28,6 @@ STAGES = (
 )
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
-
-
-class InvertedResidual(nn.Module):
-    """1x1 expand -> 3x3 depthwise -> 1x1 linear projection (+ identity when shapes match)."""
-
-    def __init__(self, in_channels: int, out_channels: int, expansion: int, stride: int) -> None:
-        super().__init__()
-        hidden = in_channels * expansion
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers.append(conv_bn(in_channels, hidden, kernel=1, act=nn.ReLU6))
-        layers += [
-            conv_bn(hidden, hidden, stride=stride, groups=hidden, act=nn.ReLU6),
-            conv_bn(hidden, out_channels, kernel=1, act=None),
-        ]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and in_channels == out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
-        return out + x if self.residual else out
 
 
 class MobileNetV2(nn.Module):
