@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(evaluate, "keys of EvaluateConfig")
 
+    ablation = sub.add_parser("ablation", help="NaturalFinger's ablation (Table 3) on a benchmark")
+    _add_config_args(ablation, "keys of AblationConfig")
+
     report = sub.add_parser("report", help="Markdown report with plots from an evaluation")
     report.add_argument("evaluation", help="an evaluation's output folder or URI")
     report.add_argument("--output", help="report folder (default: the evaluation folder)")
@@ -231,6 +234,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablation(args: argparse.Namespace) -> int:
+    from nf_dist.ablation import AblationConfig, run_ablation
+
+    config = load_config(AblationConfig, args.config, args.overrides)
+    for row in run_ablation(config, progress=not args.no_progress):
+        held = row.get("heldout_aruc")
+        print(
+            f"{row['variant']:<24} fingerprints {row['num_fingerprints']:>4}  held-out ARUC "
+            f"{'-' if held is None else f'{held:.4f}'}"
+        )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from nf_dist.report import write_report
 
@@ -304,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": _bench,
         "evaluate": _evaluate,
         "report": _report,
+        "ablation": _ablation,
     }
     try:
         return handlers.get(args.command, _job)(args)

@@ -125,6 +125,23 @@ def write_report(
     if margins_plot(margins, "arch", out / "margins_arch.png", {"distill", "knockoff"}):
         lines += ["", "## Margins per architecture: distillation and Knockoff", ""]
         lines.append("![](margins_arch.png)")
+    try:
+        ablation = json.loads(read_bytes(join(evaluation_uri, "ablation.json")))
+    except FileNotFoundError:
+        ablation = []
+    if ablation:
+        lines += ["", "## Ablation: the three tricks and the discriminator sign", ""]
+        lines += [
+            "| variant | fingerprints | held-out ARUC | all-model ARUC |",
+            "|---|---|---|---|",
+        ]
+        for row in ablation:
+            held, every = row.get("heldout_aruc"), row.get("all_aruc")
+            lines.append(
+                f"| {row['variant']} | {row['num_fingerprints']} | "
+                f"{'-' if held is None else f'{held:.4f}'} | "
+                f"{'-' if every is None else f'{every:.4f}'} |"
+            )
     if fingerprints:
         from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_grid
 
