@@ -18,7 +18,7 @@ from torch import nn
 
 from nf_dist.data.augment import to_input
 from nf_dist.data.readers import ImageDataset
-from nf_dist.fingerprint.methods.base import to_uint8
+from nf_dist.fingerprint.fingerprint_set import to_uint8
 
 
 @dataclass(frozen=True)

@@ -218,8 +218,9 @@ def build_bench(config: BuildConfig) -> BuildReport:
     if pending:
         _run_tasks(config, profile, store, pending, committed, report)
     report.rows = [committed[m.id] for m in todo if m.id in committed]
-    existing = _all_committed_rows(store, profile)
-    store.write_manifest(list({**existing, **committed}.values()))
+    # Rows of models outside this build (``--only``) still belong in the manifest.
+    others = _committed_rows(store, [m for m in profile.models if m.id not in committed])
+    store.write_manifest([*others.values(), *committed.values()])
     report.wall_s = time.perf_counter() - started
     if report.failed:
         first, reason = next(iter(report.failed.items()))
@@ -230,9 +231,9 @@ def build_bench(config: BuildConfig) -> BuildReport:
     return report
 
 
-def _all_committed_rows(store: BenchStore, profile: Profile) -> dict[str, dict[str, Any]]:
+def _committed_rows(store: BenchStore, models: list[ZooModel]) -> dict[str, dict[str, Any]]:
     rows = {}
-    for model in profile.models:
+    for model in models:
         row = store.read_row(model.id)
         if row is not None and row.get("row") == row_key(model):
             rows[model.id] = row

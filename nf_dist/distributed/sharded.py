@@ -29,8 +29,7 @@ import ray
 import torch
 
 from nf_dist.errors import ConfigError, FingerprintError
-from nf_dist.fingerprint.naturalfinger import ModelStep, StepPlan, model_group_loss
-from nf_dist.fingerprint.transforms import apply_transform
+from nf_dist.fingerprint.naturalfinger import ModelStep, StepPlan, partial_model_gradient
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
 from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX
@@ -125,17 +124,19 @@ class ShardActor:
         num_negative: int,
     ) -> dict[str, Any]:
         """The gradient of this shard's part of the step's model loss; see the module docstring."""
-        latents = torch.as_tensor(np.array(z), device=self.device).requires_grad_(True)
-        images = self.generator(latents, self.targets["y_gen"])
-        transformed = apply_transform(images, transform)
-        pos = model_group_loss(
-            [self.positives[i] for i in positives], transformed, self.targets["y_orig"], self.k
+        grad, pos, neg = partial_model_gradient(
+            self.generator,
+            torch.as_tensor(np.array(z), device=self.device),
+            self.targets["y_gen"],
+            transform,
+            [self.positives[i] for i in positives],
+            [self.negatives[i] for i in negatives],
+            self.targets["y_orig"],
+            self.targets["y_adv"],
+            self.k,
+            num_positive,
+            num_negative,
         )
-        neg = model_group_loss(
-            [self.negatives[i] for i in negatives], transformed, self.targets["y_adv"], self.k
-        )
-        loss = pos.total / num_positive + neg.total / num_negative
-        (grad,) = torch.autograd.grad(loss, latents)
         return {
             "grad": grad.detach().cpu().numpy(),
             "positive_sum": float(pos.total.detach()),

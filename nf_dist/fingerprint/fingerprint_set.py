@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from PIL import Image
 
 from nf_dist import __version__
@@ -42,6 +43,12 @@ class FingerprintSet:
     def inputs(self) -> np.ndarray:
         """The images as stored (uint8 NHWC), what a suspect is queried with."""
         return self.images
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` in [0, 1] -> ``(N, H, W, 3)`` uint8, how fingerprints are stored."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    return np.ascontiguousarray(pixels.cpu().numpy())
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nf_dist.errors import ConfigError, FingerprintError
-from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES, cw_loss, discriminator_loss
 from nf_dist.fingerprint.transforms import (
     TRANSFORM_NAMES,
@@ -444,9 +444,8 @@ def generate(
             len(kept),
             config.num_fingerprints,
         )
-    pixels = (images[kept] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return FingerprintSet(
-        images=np.ascontiguousarray(pixels),
+        images=to_uint8(images[kept]),
         y_orig=y_orig[kept].numpy(),
         y_adv=y_adv[kept].numpy(),
         latents=z[kept].numpy(),
@@ -495,6 +494,30 @@ class ModelGradients(Protocol):
 EngineFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], ModelGradients]
 
 
+def partial_model_gradient(
+    generator: nn.Module,
+    z: torch.Tensor,
+    y_gen: torch.Tensor,
+    transform: TransformSpec,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    y_orig: torch.Tensor,
+    y_adv: torch.Tensor,
+    k: float,
+    num_positive: int,
+    num_negative: int,
+) -> tuple[torch.Tensor, GroupLoss, GroupLoss]:
+    """d/dz of ``sum_positives CW / num_positive + sum_negatives CW / num_negative`` on
+    T(G(z)), with the groups' losses. The reference passes all of a step's models; each shard
+    of the Ray engine passes its own, and the shards' gradients add up to the reference's."""
+    z = z.detach().requires_grad_(True)
+    transformed = apply_transform(generator(z, y_gen), transform)
+    pos = model_group_loss(positives, transformed, y_orig, k)
+    neg = model_group_loss(negatives, transformed, y_adv, k)
+    (grad,) = torch.autograd.grad(pos.total / num_positive + neg.total / num_negative, z)
+    return grad, pos, neg
+
+
 class LocalModelGradients:
     """All models in this process: the reference engine."""
 
@@ -512,21 +535,23 @@ class LocalModelGradients:
         self.y_gen, self.y_orig, self.y_adv, self.k = y_gen, y_orig, y_adv, k
 
     def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
-        z = z.detach().requires_grad_(True)
-        transformed = apply_transform(self.generator(z, self.y_gen), plan.transform)
-        pos = model_group_loss(
-            [self.positives[i] for i in plan.positives], transformed, self.y_orig, self.k
+        grad, pos, neg = partial_model_gradient(
+            self.generator,
+            z,
+            self.y_gen,
+            plan.transform,
+            [self.positives[i] for i in plan.positives],
+            [self.negatives[i] for i in plan.negatives],
+            self.y_orig,
+            self.y_adv,
+            self.k,
+            len(plan.positives),
+            len(plan.negatives),
         )
-        neg = model_group_loss(
-            [self.negatives[i] for i in plan.negatives], transformed, self.y_adv, self.k
-        )
-        pos_loss = pos.total / len(plan.positives)
-        neg_loss = neg.total / len(plan.negatives)
-        (grad,) = torch.autograd.grad(pos_loss + neg_loss, z)
         return ModelStep(
             grad,
-            pos_loss.item(),
-            neg_loss.item(),
+            (pos.total / len(plan.positives)).item(),
+            (neg.total / len(plan.negatives)).item(),
             torch.cat([pos.hits, neg.hits]),
             torch.cat([pos.losses, neg.losses]),
         )

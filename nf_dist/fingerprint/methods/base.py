@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from torch import nn
 
 from nf_dist.data.readers import ImageDataset
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.models.training import predict
 from nf_dist.registry import Registry
 
 
@@ -55,15 +55,10 @@ class FingerprintMethod(ABC):
 METHODS: Registry[type[FingerprintMethod]] = Registry("fingerprinting method")
 
 
-@torch.no_grad()
-def labels_of(model: nn.Module, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Top-1 labels of ``(N, H, W, 3)`` uint8 images, as a suspect would answer."""
-    from nf_dist.models.training import predict
-
-    return predict(model, images, batch_size=batch_size)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` in [0, 1] -> ``(N, H, W, 3)`` uint8, how fingerprints are stored."""
-    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-    return np.ascontiguousarray(pixels.cpu().numpy())
+def majority_labels(
+    models: Sequence[nn.Module], images: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Per image, the label most of ``models`` give (ties: the smaller label); ``y_adv`` of the
+    baselines, the label independent models answer."""
+    votes = np.stack([predict(m, images) for m in models])
+    return np.array([np.bincount(column, minlength=num_classes).argmax() for column in votes.T])

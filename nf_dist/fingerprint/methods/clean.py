@@ -16,8 +16,9 @@ from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
-    labels_of,
+    majority_labels,
 )
+from nf_dist.models.training import predict
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,8 @@ class CleanImages(FingerprintMethod):
         rng = np.random.default_rng(config.seed)
         count = min(config.num_fingerprints, len(context.clean))
         images = context.clean.images[np.sort(rng.choice(len(context.clean), count, False))]
-        y_orig = labels_of(context.positives[0], images)
-        votes = np.stack([labels_of(m, images) for m in context.negatives])
-        y_adv = np.array(
-            [np.bincount(column, minlength=context.num_classes).argmax() for column in votes.T]
-        )
+        y_orig = predict(context.positives[0], images)
+        y_adv = majority_labels(context.negatives, images, context.num_classes)
         return FingerprintSet(
             images=images, y_orig=y_orig, y_adv=y_adv, method="clean", config=asdict(config)
         )

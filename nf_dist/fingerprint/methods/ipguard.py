@@ -18,14 +18,13 @@ from tqdm.auto import tqdm
 
 from nf_dist.data.augment import to_input
 from nf_dist.errors import ConfigError
-from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
-    labels_of,
-    to_uint8,
 )
+from nf_dist.models.training import predict
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class IPGuard(FingerprintMethod):
         if context.clean is None:
             raise ConfigError("IPGuard needs clean images (the owner's test split)")
         source = context.positives[0].eval()
-        correct = np.nonzero(labels_of(source, context.clean.images) == context.clean.labels)[0]
+        correct = np.nonzero(predict(source, context.clean.images) == context.clean.labels)[0]
         if len(correct) == 0:
             raise ConfigError("the source classifies no clean image correctly")
         rng = np.random.default_rng(config.seed)
@@ -84,7 +83,7 @@ class IPGuard(FingerprintMethod):
         stored = to_uint8(pixels.detach())
         return FingerprintSet(
             images=stored,
-            y_orig=labels_of(source, stored),
+            y_orig=predict(source, stored),
             y_adv=original.numpy(),
             method="ipguard",
             config=asdict(config),

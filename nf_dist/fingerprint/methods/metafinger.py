@@ -20,15 +20,15 @@ from tqdm.auto import tqdm
 
 from nf_dist.data.augment import to_input
 from nf_dist.errors import ConfigError, FingerprintError
-from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
-    labels_of,
-    to_uint8,
+    majority_labels,
 )
 from nf_dist.fingerprint.transforms import apply_transform, sample_transform
+from nf_dist.models.training import predict
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,13 @@ class MetaFinger(FingerprintMethod):
                     pixels.clamp_(0, 1)
             candidates.append(to_uint8(pixels.detach()))
         images = np.concatenate(candidates)
-        y_orig = labels_of(positives[0], images)
-        agree = np.all([labels_of(m, images) == y_orig for m in positives], axis=0)
-        unique = np.all([labels_of(m, images) != y_orig for m in negatives], axis=0)
+        y_orig = predict(positives[0], images)
+        agree = np.all([predict(m, images) == y_orig for m in positives], axis=0)
+        unique = np.all([predict(m, images) != y_orig for m in negatives], axis=0)
         kept = np.nonzero(agree & unique)[0][: config.num_fingerprints]
         if len(kept) == 0:
             raise FingerprintError("no MetaFinger image passed screening; raise epochs or seeds")
-        votes = np.stack([labels_of(m, images[kept]) for m in negatives])
-        y_adv = np.array([np.bincount(c, minlength=context.num_classes).argmax() for c in votes.T])
+        y_adv = majority_labels(negatives, images[kept], context.num_classes)
         return FingerprintSet(
             images=images[kept],
             y_orig=y_orig[kept],

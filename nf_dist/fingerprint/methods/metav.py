@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
-    labels_of,
-    to_uint8,
+    majority_labels,
 )
+from nf_dist.models.training import predict
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,8 @@ class MetaV(FingerprintMethod):
             with torch.no_grad():
                 pixels.clamp_(0, 1)
         stored = to_uint8(pixels.detach())
-        y_orig = labels_of(context.positives[0], stored)
-        votes = np.stack([labels_of(m, stored) for m in context.negatives])
-        y_adv = np.array([np.bincount(c, minlength=context.num_classes).argmax() for c in votes.T])
+        y_orig = predict(context.positives[0], stored)
+        y_adv = majority_labels(context.negatives, stored, context.num_classes)
         return FingerprintSet(
             images=stored,
             y_orig=y_orig,
