@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     ablation = sub.add_parser("ablation", help="NaturalFinger's ablation (Table 3) on a benchmark")
     _add_config_args(ablation, "keys of AblationConfig")
 
+    experiment = sub.add_parser(
+        "experiment",
+        help="every method's fingerprints on a benchmark, evaluated, stealthiness, report",
+    )
+    _add_config_args(experiment, "keys of ExperimentConfig")
+
     report = sub.add_parser("report", help="Markdown report with plots from an evaluation")
     report.add_argument("evaluation", help="an evaluation's output folder or URI")
     report.add_argument("--output", help="report folder (default: the evaluation folder)")
@@ -247,6 +253,29 @@ def _ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from nf_dist.experiment import ExperimentConfig, run_experiment
+
+    config = load_config(ExperimentConfig, args.config, args.overrides)
+    result = run_experiment(config, progress=not args.no_progress)
+    print(f"{'set':<22} {'fingerprints':>12} {'held-out ARUC':>14} {'all ARUC':>9} {'detected':>9}")
+    detected = result["stealth"].get("detection_rate", {})
+    for name, record in result["sets"].items():
+        entry = result["methods"].get(name, {})
+        rate = detected.get(name, {}).get("mean")
+        print(
+            f"{name:<22} {record['num_fingerprints']:>12} "
+            f"{entry.get('heldout', {}).get('aruc', float('nan')):>14.4f} "
+            f"{entry.get('all', {}).get('aruc', float('nan')):>9.4f} "
+            f"{'-' if rate is None else f'{rate:.3f}':>9}"
+        )
+    print(
+        f"results in {config.output_uri}"
+        + (f", report in {config.report_dir}" if config.report_dir else "")
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from nf_dist.report import write_report
 
@@ -321,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": _evaluate,
         "report": _report,
         "ablation": _ablation,
+        "experiment": _experiment,
     }
     try:
         return handlers.get(args.command, _job)(args)

@@ -125,10 +125,10 @@ def write_report(
     if margins_plot(margins, "arch", out / "margins_arch.png", {"distill", "knockoff"}):
         lines += ["", "## Margins per architecture: distillation and Knockoff", ""]
         lines.append("![](margins_arch.png)")
-    try:
-        ablation = json.loads(read_bytes(join(evaluation_uri, "ablation.json")))
-    except FileNotFoundError:
-        ablation = []
+    sets = _optional_json(join(evaluation_uri, "sets.json")) or {}
+    if sets:
+        lines += _sets_section(sets, metrics)
+    ablation = _optional_json(join(evaluation_uri, "ablation.json")) or []
     if ablation:
         lines += ["", "## Ablation: the three tricks and the discriminator sign", ""]
         lines += [
@@ -142,6 +142,18 @@ def write_report(
                 f"{'-' if held is None else f'{held:.4f}'} | "
                 f"{'-' if every is None else f'{every:.4f}'} |"
             )
+    run_record = _optional_json(join(evaluation_uri, "experiment.json")) or {}
+    if run_record:
+        lines += [
+            "",
+            "## Wall times of this run (reused sets cost nothing; each set's own time is above)",
+            "",
+        ]
+        lines += ["| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in run_record["wall_s"].items()]
+    stealth = _optional_json(join(evaluation_uri, "stealth.json")) or {}
+    if stealth:
+        lines += _stealth_section(stealth)
     if fingerprints:
         from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_grid
 
@@ -152,3 +164,51 @@ def write_report(
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _optional_json(uri: str) -> Any:
+    try:
+        return json.loads(read_bytes(uri))
+    except FileNotFoundError:
+        return None
+
+
+def _sets_section(sets: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    """How each set was made, and NaturalFinger's ARUC per GAN where there are several."""
+    lines = ["", "## Fingerprint sets", ""]
+    lines += ["| set | method | GAN | fingerprints | generation wall s |", "|---|---|---|---|---|"]
+    for name, record in sorted(sets.items()):
+        count = record["num_fingerprints"] or f"0 ({record.get('failure', 'none kept')})"
+        lines.append(
+            f"| {name} | {record['method']} | {record.get('gan') or '-'} | "
+            f"{count} | {record.get('wall_s', float('nan')):.0f} |"
+        )
+    by_gan = {n: r for n, r in sets.items() if r["method"] == "naturalfinger" and r.get("gan")}
+    if len({r["gan"] for r in by_gan.values()}) > 1:
+        lines += ["", "## GAN sensitivity (NaturalFinger per generator)", ""]
+        lines += ["| set | GAN | GAN checkpoint | held-out ARUC | all-model ARUC |"]
+        lines += ["|---|---|---|---|---|"]
+        for name, record in sorted(by_gan.items()):
+            entry = metrics["methods"].get(name, {})
+            held = entry.get("heldout", {}).get("aruc", float("nan"))
+            every = entry.get("all", {}).get("aruc", float("nan"))
+            lines.append(
+                f"| {name} | {record['gan']} | `{record.get('gan_uri')}` | {held:.4f} | "
+                f"{every:.4f} |"
+            )
+    return lines
+
+
+def _stealth_section(stealth: dict[str, Any]) -> list[str]:
+    seeds = ", ".join(str(s) for s in stealth["seeds"])
+    lines = ["", "## Stealthiness: detection rate of the adversary's detector", ""]
+    lines.append(
+        f"Detector: 9-layer CNN, {stealth['detector']['epochs']} epochs, clean vs Gaussian noise "
+        f"(sd {stealth['detector']['noise_sd']}) and FGSM against `{stealth['adversary_model']}`; "
+        f"seeds {seeds}. Lower is stealthier; clean test images give the false-alarm rate."
+    )
+    lines += ["", "| images | detection rate (mean) | std | per seed |", "|---|---|---|---|"]
+    for name, entry in sorted(stealth["detection_rate"].items(), key=lambda kv: kv[1]["mean"]):
+        per_seed = ", ".join(f"{r:.3f}" for r in entry["per_seed"])
+        lines.append(f"| {name} | {entry['mean']:.4f} | {entry['std']:.4f} | {per_seed} |")
+    return lines

@@ -329,3 +329,84 @@ def test_ablation_runs_every_variant_and_reports_it(built_local, tmp_path: Path)
     assert json.loads((evaluation / "ablation.json").read_text()) == rows
     if (evaluation / "metrics.json").exists():
         assert "Ablation" in write_report(str(evaluation), str(evaluation)).read_text()
+
+
+def test_experiment_runs_every_method_evaluates_and_reports(
+    built_local, tmp_path: Path, cifar_test_uri: str
+) -> None:
+    """`nf-dist experiment` on the smoke bench: every method, evaluation, stealth, resume."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from nf_dist.cli import main
+    from nf_dist.config import dump_yaml, from_dict
+    from nf_dist.experiment import ExperimentConfig, run_experiment
+    from nf_dist.metrics import aruc
+
+    uri, _ = built_local
+    train_uri = str(Path(cifar_test_uri).with_name("train.parquet"))
+    raw = {
+        "bench_uri": uri,
+        "output_uri": str(tmp_path / "exp"),
+        "report_dir": str(tmp_path / "exp" / "report"),
+        "data": {
+            "train_uri": train_uri,
+            "test_uri": cifar_test_uri,
+            "half_size": 600,
+            "finetune_size": 200,
+            "test_size": 200,
+        },
+        "gans": {"tiny": _tiny_gan(tmp_path)},
+        "positives": ["source", "ftll"],
+        "negatives": ["mirror-source", "indep-vgg13_bn"],
+        "bootstrap": 20,
+        "sets": {
+            "naturalfinger": {
+                "method": "naturalfinger",
+                "gan": "tiny",
+                "config": {"num_candidates": 64, "num_optimised": 32, "steps": 4},
+            },
+            "clean": {"method": "clean", "config": {"num_fingerprints": 30}},
+            "ipguard": {"method": "ipguard", "config": {"num_fingerprints": 20, "steps": 5}},
+            "metav": {"method": "metav", "config": {"num_fingerprints": 20, "steps": 5}},
+            "metafinger": {
+                "method": "metafinger",
+                "config": {"num_fingerprints": 20, "num_seeds": 20, "epochs": 1},
+            },
+        },
+        "stealth": {"seeds": [0, 1], "detector": {"epochs": 1}},
+    }
+    config = from_dict(ExperimentConfig, raw)
+    result = run_experiment(config, progress=False)
+    made = {n for n, r in result["sets"].items() if "failure" not in r}
+    assert {"clean", "ipguard", "metav"} <= made  # these never screen everything away
+    for record in result["sets"].values():
+        assert record["num_fingerprints"] > 0 or record["failure"]
+    rows = pq.read_table(tmp_path / "exp" / "evaluation" / "rates.parquet").to_pylist()
+    assert {r["method"] for r in rows} == made
+    assert all(0 <= r["rate"] <= 1 for r in rows)
+    for name in made:  # every method's labels are its source's answers
+        assert (
+            next(r for r in rows if r["method"] == name and r["suspect"] == "source")["rate"] == 1
+        )
+        heldout = [r for r in rows if r["method"] == name and r["use"] == "heldout"]
+        expected = aruc(
+            [r["rate"] for r in heldout if r["role"] == "positive"],
+            [r["rate"] for r in heldout if r["role"] == "negative"],
+        )
+        assert result["methods"][name]["heldout"]["aruc"] == pytest.approx(expected)
+    stealth = json.loads((tmp_path / "exp" / "evaluation" / "stealth.json").read_text())
+    assert set(stealth["detection_rate"]) == made | {"clean test images"}
+    for entry in stealth["detection_rate"].values():
+        assert len(entry["per_seed"]) == 2 and 0 <= entry["mean"] <= 1
+    report = (tmp_path / "exp" / "report" / "report.md").read_text()
+    assert "Stealthiness" in report and "Fingerprint sets" in report
+    assert f"{result['methods']['clean']['heldout']['aruc']:.4f}" in report
+
+    # A second run through the CLI reuses every set that was made (same records, no regeneration).
+    before = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}
+    (tmp_path / "exp.yaml").write_text(dump_yaml(config))
+    assert main(["experiment", "--config", str(tmp_path / "exp.yaml"), "--no-progress"]) == 0
+    after = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}
+    assert before == after

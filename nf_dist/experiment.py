@@ -1,0 +1,302 @@
+"""The paper's main experiments as one command: every method's fingerprints on one benchmark,
+evaluated together, the stealthiness detector over several seeds, and the report.
+
+``nf-dist experiment --config jobs/configs/cpu_experiment.yaml`` runs, under ``output_uri``:
+
+1. **Generation** (Figs. 4-7, Fig. 9): each entry of ``sets`` names a registered method, its config
+   and, for generative methods, one of the ``gans`` (several NaturalFinger entries with different
+   GANs give the GAN-sensitivity comparison). Every method sees the same white-box models
+   (``positives``/``negatives``, ids of the benchmark) and the same clean owner images (the test
+   split of ``data``). Sets land at ``sets/<name>.parquet`` with ``sets/<name>.json`` (method, GAN,
+   config, fingerprint count, wall seconds) written after it; a re-run skips every set whose
+   record matches its entry, so a killed experiment resumes.
+2. **Evaluation** (:mod:`nf_dist.evaluate`) of all sets on every suspect, the generation models
+   kept out of the held-out metrics.
+3. **Stealthiness** (Table 2, :mod:`nf_dist.stealth`): for each seed, a detector trained on the
+   adversary's fine-tuning images vs Gaussian-noise and FGSM versions (FGSM against the
+   adversary's own model, ``stealth.adversary_model``); each set's detection rate, and the clean
+   test images' as the false-alarm reference. ``evaluation/stealth.json``.
+4. **Report** (:mod:`nf_dist.report`) into ``report_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from nf_dist import __version__
+from nf_dist.config import from_dict, to_dict
+from nf_dist.data import DataConfig, load_splits
+from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.evaluate import EvaluateConfig, evaluate
+from nf_dist.fingerprint.fingerprint_set import (
+    FingerprintSet,
+    load_fingerprint_set,
+    save_fingerprint_set,
+)
+from nf_dist.fingerprint.methods import METHODS, FingerprintContext
+from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
+from nf_dist.jobs import FingerprintJobConfig, model_uris, run_fingerprint
+from nf_dist.stealth import DetectorConfig, detection_rate, train_detector
+from nf_dist.storage.checkpoints import git_sha
+from nf_dist.storage.uri import exists, join, read_bytes, write_bytes_atomic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """One fingerprint set to generate: a registered ``method``, its ``config`` (the fields of the
+    method's config class) and, for generative methods, the key of one of the experiment's
+    ``gans``."""
+
+    method: str = "naturalfinger"
+    gan: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StealthConfig:
+    """The adversary's detector, trained once per seed (``seeds: []`` skips the step).
+
+    ``adversary_model`` is the benchmark id of the model whose FGSM examples the detector learns
+    (the adversary holds the stolen model; default: the first positive).
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    adversary_model: str | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """``nf-dist experiment`` (see the module docstring)."""
+
+    bench_uri: str = ""
+    output_uri: str = "runs/experiment"
+    report_dir: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    gans: dict[str, str] = field(default_factory=dict)
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+    sets: dict[str, SetSpec] = field(default_factory=dict)
+    engine: Literal["local", "ray"] = "local"
+    num_shards: int = 2
+    address: str | None = None
+    bootstrap: int = 1000
+    stealth: StealthConfig = field(default_factory=StealthConfig)
+
+
+def set_uri(config: ExperimentConfig, name: str) -> str:
+    """Where the set called ``name`` lives."""
+    return join(config.output_uri, "sets", f"{name}.parquet")
+
+
+def validate(config: ExperimentConfig) -> dict[str, Any]:
+    """Check everything that can be checked before any work; returns each set's typed config.
+
+    Raises:
+        ConfigError: no benchmark, sets or models; an unknown method, GAN key or config field.
+    """
+    if not config.bench_uri:
+        raise ConfigError("experiment needs bench_uri (a built benchmark)")
+    if not config.sets:
+        raise ConfigError("experiment needs sets: {name: {method: ..., config: {...}}}")
+    if not config.positives or not config.negatives:
+        raise ConfigError("experiment needs positives and negatives (benchmark ids)")
+    typed: dict[str, Any] = {}
+    for name, spec in config.sets.items():
+        method = METHODS.get(spec.method)
+        typed[name] = from_dict(method.config_class, spec.config, where=f"sets.{name}.config")
+        if spec.gan is not None and spec.gan not in config.gans:
+            raise ConfigError(
+                f"sets.{name}.gan is {spec.gan!r}; the experiment's gans are {sorted(config.gans)}"
+            )
+        if spec.method == "naturalfinger" and spec.gan is None:
+            raise ConfigError(
+                f"sets.{name}: naturalfinger needs gan: <one of {sorted(config.gans)}>"
+            )
+    return typed
+
+
+def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Generate (or reuse) every set, evaluate, measure stealthiness, write the report.
+
+    Returns the evaluation metrics with ``sets`` (each set's record) and ``stealth`` added.
+    """
+    typed = validate(config)
+    model_uris(_fingerprint_job(config, "", None, NaturalFingerConfig()))  # ids exist
+    wall: dict[str, float] = {}
+    started = time.perf_counter()
+    splits = load_splits(config.data, with_query=False)
+    records = {
+        name: _ensure_set(config, name, spec, typed[name], splits.test, progress)
+        for name, spec in config.sets.items()
+    }
+    wall["generation"] = time.perf_counter() - started
+    made = [name for name, record in records.items() if "failure" not in record]
+    if not made:
+        raise FingerprintError(
+            "no set produced fingerprints: "
+            + "; ".join(f"{n}: {r['failure']}" for n, r in records.items())
+        )
+    evaluation_uri = join(config.output_uri, "evaluation")
+    write_bytes_atomic(join(evaluation_uri, "sets.json"), json.dumps(records, indent=2).encode())
+    started = time.perf_counter()
+    metrics = evaluate(
+        EvaluateConfig(
+            bench_uri=config.bench_uri,
+            fingerprints={name: set_uri(config, name) for name in made},
+            generation_models=(*config.positives, *config.negatives),
+            output_uri=evaluation_uri,
+            engine=config.engine,
+            address=config.address,
+            bootstrap=config.bootstrap,
+        )
+    )
+    wall["evaluation"] = time.perf_counter() - started
+    started = time.perf_counter()
+    stealth = measure_stealth(config, made, splits.finetune, splits.test)
+    write_bytes_atomic(join(evaluation_uri, "stealth.json"), json.dumps(stealth, indent=2).encode())
+    wall["stealth"] = time.perf_counter() - started
+    run_record = {
+        "config": to_dict(config),
+        "nf_dist_version": __version__,
+        "git_sha": git_sha(),
+        "wall_s": {stage: round(seconds, 1) for stage, seconds in wall.items()},
+    }
+    write_bytes_atomic(
+        join(evaluation_uri, "experiment.json"), json.dumps(run_record, indent=2).encode()
+    )
+    if config.report_dir is not None:
+        from nf_dist.report import write_report
+
+        write_report(evaluation_uri, config.report_dir, {n: set_uri(config, n) for n in made})
+    return {**metrics, "sets": records, "stealth": stealth}
+
+
+def _fingerprint_job(
+    config: ExperimentConfig, output_uri: str, gan: str | None, settings: NaturalFingerConfig
+) -> FingerprintJobConfig:
+    return FingerprintJobConfig(
+        output_uri=output_uri,
+        gan_uri=config.gans.get(gan, "") if gan else "",
+        bench_uri=config.bench_uri,
+        positives=config.positives,
+        negatives=config.negatives,
+        engine=config.engine,
+        num_shards=config.num_shards,
+        address=config.address,
+        fingerprint=settings,
+    )
+
+
+def _ensure_set(
+    config: ExperimentConfig,
+    name: str,
+    spec: SetSpec,
+    settings: Any,
+    clean: Any,
+    progress: bool,
+) -> dict[str, Any]:
+    """Generate the set unless its record says it is there with the same spec."""
+    uri, record_uri = set_uri(config, name), join(config.output_uri, "sets", f"{name}.json")
+    wanted = {
+        "method": spec.method,
+        "gan": spec.gan,
+        "gan_uri": config.gans.get(spec.gan) if spec.gan else None,
+        "config": to_dict(settings),
+        "positives": list(config.positives),
+        "negatives": list(config.negatives),
+    }
+    if exists(record_uri) and exists(uri):
+        earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
+        if {k: earlier.get(k) for k in wanted} == wanted:
+            logger.info("set %s is already at %s; skipping", name, uri)
+            return earlier
+        logger.info("set %s changed since it was generated; generating again", name)
+    started = time.perf_counter()
+    record: dict[str, Any] = dict(wanted)
+    try:
+        if spec.method == "naturalfinger":
+            job = _fingerprint_job(config, uri, spec.gan, settings)
+            record["num_fingerprints"] = len(run_fingerprint(job, progress=progress))
+        else:
+            fingerprints = _generate_baseline(config, spec, settings, clean, progress)
+            save_fingerprint_set(fingerprints, uri)
+            record["num_fingerprints"] = len(fingerprints)
+    except FingerprintError as exc:  # recorded, and the other sets still run
+        logger.warning("set %s produced no fingerprint: %s", name, exc)
+        record.update(num_fingerprints=0, failure=str(exc))
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    if "failure" not in record:
+        write_bytes_atomic(record_uri, json.dumps(record, indent=2).encode())
+        logger.info(
+            "set %s: %d fingerprints in %.0fs", name, record["num_fingerprints"], record["wall_s"]
+        )
+    return record
+
+
+def _generate_baseline(
+    config: ExperimentConfig, spec: SetSpec, settings: Any, clean: Any, progress: bool
+) -> FingerprintSet:
+    from nf_dist.models.checkpoint import load_classifier
+    from nf_dist.models.gan.train import load_gan
+
+    positive_uris, negative_uris = model_uris(
+        _fingerprint_job(config, "", None, NaturalFingerConfig())
+    )
+    context = FingerprintContext(
+        positives=[load_classifier(u)[0] for u in positive_uris],
+        negatives=[load_classifier(u)[0] for u in negative_uris],
+        clean=clean,
+        progress=progress,
+    )
+    if spec.gan is not None:
+        generator, discriminator, meta = load_gan(config.gans[spec.gan])
+        context.generator, context.discriminator = generator, discriminator
+        context.z_dim = int(meta["spec"]["z_dim"])
+    return METHODS.get(spec.method)().generate(context, settings)
+
+
+def measure_stealth(
+    config: ExperimentConfig, names: list[str], adversary_data: Any, clean: Any
+) -> dict[str, Any]:
+    """Detection rate of the sets ``names`` (and of clean test images), one detector per seed."""
+    from dataclasses import replace
+
+    from nf_dist.bench.store import BenchStore
+    from nf_dist.models.checkpoint import load_classifier
+
+    if not config.stealth.seeds:
+        return {}
+    adversary = config.stealth.adversary_model or config.positives[0]
+    model, _ = load_classifier(BenchStore(config.bench_uri).model_stem(adversary))
+    images = {name: load_fingerprint_set(set_uri(config, name)).images for name in names}
+    rng = np.random.default_rng(0)
+    images["clean test images"] = clean.images[rng.choice(len(clean), min(1000, len(clean)), False)]
+    per_seed: dict[str, list[float]] = {name: [] for name in images}
+    for seed in config.stealth.seeds:
+        started = time.perf_counter()
+        detector = train_detector(
+            adversary_data, model, replace(config.stealth.detector, seed=seed)
+        )
+        for name, batch in images.items():
+            per_seed[name].append(detection_rate(detector, batch))
+        logger.info(
+            "stealth detector seed %d trained in %.0fs", seed, time.perf_counter() - started
+        )
+    return {
+        "adversary_model": adversary,
+        "seeds": list(config.stealth.seeds),
+        "detector": asdict(config.stealth.detector),
+        "detection_rate": {
+            name: {"mean": float(np.mean(rates)), "std": float(np.std(rates)), "per_seed": rates}
+            for name, rates in per_seed.items()
+        },
+    }
