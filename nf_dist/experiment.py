@@ -216,7 +216,7 @@ def _ensure_set(
     }
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
-        if {k: earlier.get(k) for k in wanted} == wanted:
+        if _same_set(earlier, wanted, type(settings)):
             logger.info("set %s is already at %s; skipping", name, uri)
             return earlier
         logger.info("set %s changed since it was generated; generating again", name)
@@ -240,6 +240,20 @@ def _ensure_set(
             "set %s: %d fingerprints in %.0fs", name, record["num_fingerprints"], record["wall_s"]
         )
     return record
+
+
+def _same_set(earlier: dict[str, Any], wanted: dict[str, Any], config_class: type) -> bool:
+    """Whether a recorded set answers ``wanted``; configs compare as typed values, so a field
+    added later with its default does not invalidate sets made before it existed."""
+    if any(earlier.get(k) != v for k, v in wanted.items() if k != "config"):
+        return False
+    try:
+        return bool(
+            from_dict(config_class, earlier.get("config", {}))
+            == from_dict(config_class, wanted["config"])
+        )
+    except ConfigError:  # a field since removed or renamed
+        return False
 
 
 def _generate_baseline(

@@ -69,6 +69,8 @@ class NaturalFingerConfig:
         discriminator_label: class given to D: ``generator`` (G's own) or ``random`` (the code's).
         adversarial_labels: trick 1; off draws a random label different from y_orig.
         input_transforms: trick 2; off applies the identity only.
+        transform_strength: scales the optimisation's transformations (noise sd, largest shift
+            and shear; 1 is the paper's). Screening always uses the paper's.
         discriminator: trick 3; off drops the discriminator term.
         batch_size: images per forward pass in selection, labelling and screening.
         seed: seeds latents, labels, the model schedule and the transformations.
@@ -91,6 +93,7 @@ class NaturalFingerConfig:
     discriminator_label: Literal["generator", "random"] = "generator"
     adversarial_labels: bool = True
     input_transforms: bool = True
+    transform_strength: float = 1.0
     discriminator: bool = True
     batch_size: int = 500
     seed: int = 0
@@ -113,6 +116,8 @@ class NaturalFingerConfig:
             raise ConfigError(
                 "fingerprint: steps >= 0, lr > 0, k > 0 and lambda_d >= 0 are required"
             )
+        if self.transform_strength < 0:
+            raise ConfigError("fingerprint.transform_strength must be >= 0 (1 is the paper's)")
         if self.discriminator_loss not in DISCRIMINATOR_LOSSES:
             raise ConfigError(
                 f"fingerprint.discriminator_loss must be one of {DISCRIMINATOR_LOSSES}"
@@ -293,7 +298,7 @@ def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig
                 StepPlan(
                     positives=tuple(int(j) for j in pos_chunks[i % len(pos_chunks)]),
                     negatives=tuple(int(j) for j in neg_chunks[i % len(neg_chunks)]),
-                    transform=sample_transform(rng, names),
+                    transform=sample_transform(rng, names, config.transform_strength),
                     label_seed=int(rng.integers(0, 2**31 - 1)),
                 )
             )
@@ -377,6 +382,7 @@ def generate(
     engine: EngineFactory | None = None,
     checkpoint_uri: str | None = None,
     checkpoint_every: int = 50,
+    on_step: StepObserver | None = None,
 ) -> FingerprintSet:
     """Run NaturalFinger end to end (selection, labels, optimisation, screening).
 
@@ -394,6 +400,9 @@ def generate(
             ``nf_dist.distributed.sharded.RayModelGradients`` shards the models over Ray actors).
         checkpoint_uri, checkpoint_every: save the optimisation every so many steps and resume
             a killed run from there.
+        on_step: ``on_step(step, snapshot)`` after every optimisation step; ``snapshot()``
+            screens the current latents into the set the run would return if it stopped now
+            (possibly empty). Ray Tune trials report intermediate objectives through it.
 
     Returns:
         The screened fingerprint set (at most ``num_fingerprints``), with the optimisation history
@@ -414,6 +423,19 @@ def generate(
             y_adv = fgsm_labels(generator, voters, z0, y_gen, y_orig, config, num_classes)
         else:
             y_adv = random_labels(y_orig, num_classes, config.seed)
+
+        def snapshot(z: torch.Tensor, history: GenerationHistory) -> FingerprintSet:
+            return screened_set(
+                generator, positives, negatives, z, (y_gen, y_orig, y_adv), config, history
+            )
+
+        observe = None
+        if on_step is not None:
+            callback = on_step
+
+            def observe(step: int, z: torch.Tensor, history: GenerationHistory) -> None:
+                callback(step, lambda: snapshot(z, history))
+
         z, history = optimise_latents(
             generator,
             discriminator,
@@ -429,21 +451,47 @@ def generate(
             engine=engine(y_gen, y_orig, y_adv) if engine is not None else None,
             checkpoint_uri=checkpoint_uri,
             checkpoint_every=checkpoint_every,
+            on_step=observe,
         )
-        images = quantize(generate_images(generator, z, y_gen, config.batch_size))
-        keep = screen(images, positives, negatives, y_orig, y_adv, config)
-    kept = torch.nonzero(keep).squeeze(1)[: config.num_fingerprints]
-    logger.info("screening kept %d of %d optimised images", int(keep.sum()), len(z))
-    if len(kept) == 0:
+        fingerprints = snapshot(z, history)
+    logger.info(
+        "screening kept %d of %d optimised images",
+        fingerprints.info["num_passed_screening"],
+        len(z),
+    )
+    if len(fingerprints) == 0:
         raise FingerprintError(
             "no optimised image passed screening; raise fingerprint.steps or num_optimised"
         )
-    if len(kept) < config.num_fingerprints:
+    if len(fingerprints) < config.num_fingerprints:
         logger.warning(
             "only %d fingerprints passed screening (asked for %d)",
-            len(kept),
+            len(fingerprints),
             config.num_fingerprints,
         )
+    fingerprints.info.update(num_selected=len(z0), seconds=time.perf_counter() - started)
+    return fingerprints
+
+
+StepObserver = Callable[[int, Callable[[], FingerprintSet]], None]
+
+
+def screened_set(
+    generator: nn.Module,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    z: torch.Tensor,
+    labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    config: NaturalFingerConfig,
+    history: GenerationHistory,
+) -> FingerprintSet:
+    """The latents' images, stored as 8-bit, screened (at most ``num_fingerprints``; may be
+    empty)."""
+    y_gen, y_orig, y_adv = labels
+    with torch.no_grad():
+        images = quantize(generate_images(generator, z, y_gen, config.batch_size))
+    keep = screen(images, positives, negatives, y_orig, y_adv, config)
+    kept = torch.nonzero(keep).squeeze(1)[: config.num_fingerprints]
     return FingerprintSet(
         images=to_uint8(images[kept]),
         y_orig=y_orig[kept].numpy(),
@@ -453,9 +501,7 @@ def generate(
         method="naturalfinger",
         config=asdict(config),
         info={
-            "num_selected": len(z0),
             "num_passed_screening": int(keep.sum()),
-            "seconds": time.perf_counter() - started,
             "final_loss": history.loss[-1] if history.loss else None,
             "final_success": history.success[-1] if history.success else None,
         },
@@ -573,27 +619,27 @@ def optimise_latents(
     engine: ModelGradients | None = None,
     checkpoint_uri: str | None = None,
     checkpoint_every: int = 50,
+    on_step: Callable[[int, torch.Tensor, GenerationHistory], None] | None = None,
 ) -> tuple[torch.Tensor, GenerationHistory]:
     """SGD on the latents only; returns the final latents and the per-step history.
 
     ``engine`` evaluates the classifiers (default: :class:`LocalModelGradients` over
     ``positives`` and ``negatives``); the discriminator term is always computed here. With
     ``checkpoint_uri`` the state is saved every ``checkpoint_every`` steps and a re-run of the
-    same run resumes from it (see :mod:`nf_dist.fingerprint.progress`).
+    same run resumes from it (see :mod:`nf_dist.fingerprint.progress`). ``on_step(step, z,
+    history)`` observes every step (the history of the whole run, resumed part included).
     """
     if engine is None:
         engine = LocalModelGradients(
             generator, positives, negatives, y_gen, y_orig, y_adv, config.k
         )
     plans = plan_steps(len(positives), len(negatives), config)
-    if checkpoint_uri is None:
-        return descend(
-            generator, discriminator, engine, plans, z0, y_gen, config, num_classes, progress
-        )
-    from nf_dist.fingerprint.progress import load_progress, save_progress
+    saved = None
+    if checkpoint_uri is not None:
+        from nf_dist.fingerprint.progress import load_progress
 
-    template = torch.optim.SGD([z0.clone().requires_grad_(True)], lr=config.lr)
-    saved = load_progress(checkpoint_uri, z0, config, template)
+        template = torch.optim.SGD([z0.clone().requires_grad_(True)], lr=config.lr)
+        saved = load_progress(checkpoint_uri, z0, config, template)
     start, history = 0, GenerationHistory()
     if saved is not None:
         start, history = saved.next_step, GenerationHistory(**saved.history)
@@ -606,8 +652,14 @@ def optimise_latents(
     def checkpoint(
         step: int, z: torch.Tensor, optimizer: torch.optim.Optimizer, done: GenerationHistory
     ) -> None:
-        if (step + 1) % checkpoint_every == 0 or step + 1 == len(plans):
+        if checkpoint_uri is not None and (
+            (step + 1) % checkpoint_every == 0 or step + 1 == len(plans)
+        ):
+            from nf_dist.fingerprint.progress import save_progress
+
             save_progress(checkpoint_uri, step + 1, z, z0, optimizer, merged(done), config)
+        if on_step is not None:
+            on_step(step, z, merged(done))
 
     z, done = descend(
         generator,
@@ -621,7 +673,7 @@ def optimise_latents(
         progress,
         first_step=start,
         optimizer_state=saved.optimizer_state if saved is not None else None,
-        on_step=checkpoint,
+        on_step=checkpoint if checkpoint_uri is not None or on_step is not None else None,
     )
     return z, merged(done)
 

@@ -31,29 +31,39 @@ class TransformSpec:
     params: dict[str, float] = field(default_factory=dict)
 
 
-def sample_params(name: str, rng: np.random.Generator) -> TransformSpec:
-    """Draw the random parameters of transformation ``name``."""
+def sample_params(name: str, rng: np.random.Generator, strength: float = 1.0) -> TransformSpec:
+    """Draw the random parameters of transformation ``name``.
+
+    ``strength`` scales the magnitudes (noise sd, largest shift, largest shear); 1 is the paper's.
+    The drawn magnitudes travel in the spec, so applying it needs nothing else.
+    """
     if name in ("identity", "hflip"):
         return TransformSpec(name)
     if name == "gaussian_noise":
-        return TransformSpec(name, {"seed": float(rng.integers(0, 2**31 - 1))})
+        return TransformSpec(
+            name, {"seed": float(rng.integers(0, 2**31 - 1)), "sd": NOISE_STD * strength}
+        )
     if name == "translate":
         applied = rng.random() < TRANSLATE_PROBABILITY
-        dx, dy = (int(rng.integers(0, MAX_SHIFT + 1)) * int(rng.choice([-1, 1])) for _ in range(2))
+        largest = round(MAX_SHIFT * strength)
+        dx, dy = (int(rng.integers(0, largest + 1)) * int(rng.choice([-1, 1])) for _ in range(2))
         return TransformSpec(
             name, {"dx": float(dx if applied else 0), "dy": float(dy if applied else 0)}
         )
     if name == "shear":
-        sx, sy = (float(rng.uniform(0, MAX_SHEAR)) * float(rng.choice([-1, 1])) for _ in range(2))
+        sx, sy = (
+            float(rng.uniform(0, MAX_SHEAR * strength)) * float(rng.choice([-1, 1]))
+            for _ in range(2)
+        )
         return TransformSpec(name, {"sx": sx, "sy": sy})
     raise ValueError(f"unknown transformation {name!r}; known: {', '.join(TRANSFORM_NAMES)}")
 
 
 def sample_transform(
-    rng: np.random.Generator, names: tuple[str, ...] = TRANSFORM_NAMES
+    rng: np.random.Generator, names: tuple[str, ...] = TRANSFORM_NAMES, strength: float = 1.0
 ) -> TransformSpec:
-    """Choose one of ``names`` uniformly and draw its parameters."""
-    return sample_params(names[int(rng.integers(0, len(names)))], rng)
+    """Choose one of ``names`` uniformly and draw its parameters (see :func:`sample_params`)."""
+    return sample_params(names[int(rng.integers(0, len(names)))], rng, strength)
 
 
 def _translate(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
@@ -61,8 +71,9 @@ def _translate(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     if dx == 0 and dy == 0:
         return x
     h, w = x.shape[-2:]
-    padded = F.pad(x, (MAX_SHIFT, MAX_SHIFT, MAX_SHIFT, MAX_SHIFT))
-    top, left = MAX_SHIFT - dy, MAX_SHIFT - dx
+    pad = max(abs(dx), abs(dy))
+    padded = F.pad(x, (pad, pad, pad, pad))
+    top, left = pad - dy, pad - dx
     return padded[..., top : top + h, left : left + w]
 
 
@@ -82,7 +93,7 @@ def apply_transform(x: torch.Tensor, spec: TransformSpec) -> torch.Tensor:
     if spec.name == "gaussian_noise":
         generator = torch.Generator(device="cpu").manual_seed(int(spec.params["seed"]))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        return (x + NOISE_STD * noise).clamp(0.0, 1.0)
+        return (x + spec.params.get("sd", NOISE_STD) * noise).clamp(0.0, 1.0)
     if spec.name == "translate":
         return _translate(x, int(spec.params["dx"]), int(spec.params["dy"]))
     if spec.name == "shear":

@@ -121,6 +121,12 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
     config = NaturalFingerConfig(
         num_fingerprints=8, num_candidates=128, num_optimised=64, steps=80, batch_size=64, lr=0.5
     )
+    snapshots: dict[int, object] = {}
+
+    def observe(step: int, snapshot) -> None:  # type: ignore[no-untyped-def]
+        if step in (39, 79):
+            snapshots[step] = snapshot()
+
     result = generate(
         tiny_zoo["generator"],
         tiny_zoo["discriminator"],
@@ -129,8 +135,14 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
         config,
         z_dim=Z_DIM,
         progress=False,
+        on_step=observe,
     )
     assert 0 < len(result) <= 8
+    # The last step's snapshot is exactly the returned set; an earlier one is a valid set too.
+    last = snapshots[79]
+    assert np.array_equal(last.images, result.images)  # type: ignore[attr-defined]
+    assert np.array_equal(last.y_orig, result.y_orig)  # type: ignore[attr-defined]
+    assert len(snapshots[39]) <= 8  # type: ignore[arg-type]
     assert (result.y_orig != result.y_adv).all()
     # Every kept image, as stored (8-bit), is labelled y_orig by every positive model.
     inputs = torch.from_numpy(result.images).permute(0, 3, 1, 2).float() / 255

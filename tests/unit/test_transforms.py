@@ -55,3 +55,18 @@ def test_parameter_ranges() -> None:
     assert names == set(TRANSFORM_NAMES)
     with pytest.raises(ValueError, match="unknown transformation"):
         sample_params("rotate", rng)
+
+
+def test_strength_scales_the_drawn_magnitudes() -> None:
+    def largest(name: str, key: str, strength: float) -> float:
+        rng = np.random.default_rng(0)
+        return max(abs(sample_params(name, rng, strength).params[key]) for _ in range(200))
+
+    assert largest("shear", "sx", 1.0) <= 0.1 < largest("shear", "sx", 2.0) <= 0.2
+    assert largest("translate", "dx", 1.0) == 4 and largest("translate", "dx", 2.0) == 8
+    assert largest("translate", "dx", 0.0) == 0
+    x = torch.rand(2, 3, 32, 32)
+    quiet = sample_params("gaussian_noise", np.random.default_rng(0), 0.0)
+    assert torch.equal(apply_transform(x, quiet), x)
+    shifted = apply_transform(x, TransformSpec("translate", {"dx": 8.0, "dy": 0.0}))
+    assert torch.equal(shifted[..., 8:], x[..., :-8]) and shifted[..., :8].abs().sum() == 0
