@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(experiment, "keys of ExperimentConfig")
 
+    tune = sub.add_parser(
+        "tune", help="Ray Tune sweep of a method's hyperparameters, scored on validation models"
+    )
+    _add_config_args(tune, "keys of TuneJobConfig")
+
     report = sub.add_parser("report", help="Markdown report with plots from an evaluation")
     report.add_argument("evaluation", help="an evaluation's output folder or URI")
     report.add_argument("--output", help="report folder (default: the evaluation folder)")
@@ -276,6 +281,22 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from nf_dist.distributed.tuning import TuneJobConfig, run_tune
+
+    config = load_config(TuneJobConfig, args.config, args.overrides)
+    summary = run_tune(config, progress=not args.no_progress)
+    print(
+        f"{summary['num_trials']} trials; best {summary['metric']} "
+        f"{summary['best_validation_objective']:.4f} with {summary['best_params']}"
+    )
+    for label, entry in summary.get("test", {}).items():
+        if isinstance(entry, dict):
+            print(f"test suspects, {label} settings: ARUC {entry['aruc']:.4f}")
+    print(f"best config: {summary['best_config_uri']}; results in {config.output_uri}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from nf_dist.report import write_report
 
@@ -351,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
         "ablation": _ablation,
         "experiment": _experiment,
+        "tune": _tune,
     }
     try:
         return handlers.get(args.command, _job)(args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -16,7 +16,7 @@ from nf_dist.data import DataConfig, load_splits
 from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set, save_grid
-from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, generate
+from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, StepObserver, generate
 from nf_dist.models import create_classifier
 from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.gan import GanTrainConfig, save_sample_grid, train_gan
@@ -166,8 +166,18 @@ def model_uris(config: FingerprintJobConfig) -> tuple[list[str], list[str]]:
     )
 
 
-def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> FingerprintSet:
-    """Generate, save the Parquet set and a PNG grid beside it; returns the set."""
+def run_fingerprint(
+    config: FingerprintJobConfig,
+    *,
+    progress: bool = True,
+    on_step: StepObserver | None = None,
+    placement_group: Any = None,
+) -> FingerprintSet:
+    """Generate, save the Parquet set and a PNG grid beside it; returns the set.
+
+    ``on_step`` observes the optimisation (see :func:`~nf_dist.fingerprint.naturalfinger.generate`);
+    ``placement_group`` pins the shard actors of ``engine: ray`` to its bundles 1..num_shards.
+    """
     if not config.gan_uri or not config.positives or not config.negatives:
         raise ConfigError(
             "fingerprint needs gan_uri, positives and negatives (checkpoint URIs, or model ids "
@@ -186,7 +196,7 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
     if config.engine == "ray":
         from nf_dist.distributed.sharded import ray_engine_factory
 
-        engine = ray_engine_factory(config, positive_uris, negative_uris)
+        engine = ray_engine_factory(config, positive_uris, negative_uris, placement_group)
     fingerprints = generate(
         generator,
         discriminator,
@@ -199,6 +209,7 @@ def run_fingerprint(config: FingerprintJobConfig, *, progress: bool = True) -> F
         engine=engine,
         checkpoint_uri=config.output_uri.removesuffix(".parquet") + ".progress",
         checkpoint_every=config.checkpoint_every,
+        on_step=on_step,
     )
     fingerprints.info.update(
         positives=list(config.positives), negatives=list(config.negatives), gan_uri=config.gan_uri

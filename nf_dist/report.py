@@ -212,3 +212,80 @@ def _stealth_section(stealth: dict[str, Any]) -> list[str]:
         per_seed = ", ".join(f"{r:.3f}" for r in entry["per_seed"])
         lines.append(f"| {name} | {entry['mean']:.4f} | {entry['std']:.4f} | {per_seed} |")
     return lines
+
+
+def write_tune_report(
+    output_dir: str, trials: list[dict[str, Any]], summary: dict[str, Any], params: list[str]
+) -> Path:
+    """``report.md`` of a sweep: the objective against each hyperparameter, every trial, the
+    best settings beside the base ones, and both scored on the test suspects."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metric = summary["metric"]
+    columns = max(1, len(params))
+    fig, axes = plt.subplots(1, columns, figsize=(4 * columns, 3.2), squeeze=False)
+    for ax, name in zip(axes[0], params, strict=False):
+        points = [
+            (t[f"param_{name}"], t["last_objective"])
+            for t in trials
+            if t["last_objective"] is not None and isinstance(t[f"param_{name}"], (int, float))
+        ]
+        if points:
+            x, y = zip(*points, strict=True)
+            ax.scatter(x, y, s=28)
+        base = summary["base"].get(name)
+        if isinstance(base, (int, float)):
+            ax.axvline(base, color="grey", linestyle="--", linewidth=1, label="base")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(name)
+        ax.set_ylabel(f"{metric} (last report)")
+    fig.tight_layout()
+    fig.savefig(out / "objective_vs_params.png", dpi=110)
+    plt.close(fig)
+    lines = [
+        f"# Tune sweep: {summary['method']}",
+        "",
+        f"{summary['num_trials']} trials, objective `{metric}` on "
+        f"{len(summary['split']['validation'])} validation suspects; "
+        f"{len(summary['split']['generation'])} generation models; "
+        f"{len(summary['split']['test'])} test suspects. Sweep wall time "
+        f"{summary['sweep_wall_s']:.0f} s, total {summary.get('wall_s', float('nan')):.0f} s.",
+        "",
+        "![](objective_vs_params.png)",
+        "",
+        "| setting | base | tuned |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {summary['base'].get(name)} | {summary['best_params'][name]} |"
+        for name in params
+    ]
+    test = summary.get("test", {})
+    if test and "failure" not in test:
+        lines += ["", "## On the test suspects (scored once, after the sweep)", ""]
+        lines += ["| settings | test ARUC | TPR@1%FPR |", "|---|---|---|"]
+        lines += [
+            f"| {label} | {entry['aruc']:.4f} | {entry['tpr_at_1pct_fpr']:.3f} |"
+            for label, entry in test.items()
+        ]
+    lines += ["", "## Trials", ""]
+    header = ["trial", "status", "reports", *params, "last objective", "fingerprints"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in trials:
+        last = t["last_objective"]
+        cells = [
+            str(t["trial_id"]),
+            t["status"],
+            str(t["reports"]),
+            *(_fmt(t[f"param_{n}"]) for n in params),
+            "-" if last is None else f"{last:.4f}",
+            str(t.get("num_fingerprints")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

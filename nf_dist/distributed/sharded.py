@@ -164,26 +164,48 @@ class RayModelGradients:
         num_gpus_per_shard: float = 0.0,
         max_restarts: int = 3,
         start_timeout_s: float = 600.0,
+        placement_group: Any = None,
+        first_bundle: int = 1,
     ) -> None:
         costs = [_weight_bytes(uri) for uri in [*positive_uris, *negative_uris]]
         self.shards = place_models(len(positive_uris), len(negative_uris), num_shards, costs)
         self.start_timeout_s = start_timeout_s
-        # Actors hold their CPUs for life: asking for more than the cluster has waits forever.
-        total = ray.cluster_resources()
-        for name, each in (("CPU", num_cpus_per_shard), ("GPU", num_gpus_per_shard)):
-            if each * len(self.shards) > total.get(name, 0.0) + 1e-9:
-                raise ConfigError(
-                    f"{len(self.shards)} shards x {each:g} {name} exceed the cluster's "
-                    f"{total.get(name, 0.0):g} {name}; lower num_shards or the per-shard ask"
+        if placement_group is None:
+            # Actors hold their CPUs for life: asking for more than the cluster has waits forever.
+            total = ray.cluster_resources()
+            for name, each in (("CPU", num_cpus_per_shard), ("GPU", num_gpus_per_shard)):
+                if each * len(self.shards) > total.get(name, 0.0) + 1e-9:
+                    raise ConfigError(
+                        f"{len(self.shards)} shards x {each:g} {name} exceed the cluster's "
+                        f"{total.get(name, 0.0):g} {name}; lower num_shards or the per-shard ask"
+                    )
+        elif first_bundle + len(self.shards) > len(placement_group.bundle_specs):
+            raise ConfigError(
+                f"{len(self.shards)} shards need bundles {first_bundle}.."
+                f"{first_bundle + len(self.shards) - 1} of a placement group with "
+                f"{len(placement_group.bundle_specs)}"
+            )
+        remote_class = ray.remote(ShardActor)
+
+        def placed(shard_id: int) -> Any:
+            """The actor class with its asks; pinned to its own bundle when a placement group
+            reserves them (a Tune trial's), so the trial's actors never compete with others."""
+            options: dict[str, Any] = {
+                "num_cpus": num_cpus_per_shard,
+                "num_gpus": num_gpus_per_shard,
+                "max_restarts": max_restarts,
+                "max_task_retries": max_restarts,
+            }
+            if placement_group is not None:
+                from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+                options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    placement_group, placement_group_bundle_index=first_bundle + shard_id
                 )
-        actor_class = ray.remote(ShardActor).options(  # type: ignore[attr-defined]
-            num_cpus=num_cpus_per_shard,
-            num_gpus=num_gpus_per_shard,
-            max_restarts=max_restarts,
-            max_task_retries=max_restarts,
-        )
+            return remote_class.options(**options)  # type: ignore[attr-defined]
+
         self.actors: list[Any] = [
-            actor_class.remote(
+            placed(shard_id).remote(
                 shard_id,
                 gan_uri,
                 {i: positive_uris[i] for i in spec.positives},
@@ -282,10 +304,14 @@ class RayModelGradients:
 
 
 def ray_engine_factory(
-    config: Any, positive_uris: Sequence[str], negative_uris: Sequence[str]
+    config: Any,
+    positive_uris: Sequence[str],
+    negative_uris: Sequence[str],
+    placement_group: Any = None,
 ) -> Any:
     """The engine factory for a :class:`~nf_dist.jobs.FingerprintJobConfig` with
-    ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known."""
+    ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known.
+    With ``placement_group`` (a Tune trial's), shard i runs in bundle i + 1."""
     from nf_dist.ray_utils import init_ray
     from nf_dist.storage.uri import absolute_uri
 
@@ -300,6 +326,7 @@ def ray_engine_factory(
             config.fingerprint.k,
             num_cpus_per_shard=config.cpus_per_shard,
             num_gpus_per_shard=config.gpus_per_shard,
+            placement_group=placement_group,
         )
         engine.wait_ready()
         return engine

@@ -46,6 +46,12 @@ LATENT_SUCCESS_RATIO = Gauge(
     "nf_latent_success_ratio", "Share of (model, image) pairs at their target label this step"
 )
 
+TUNE_TRIALS = Counter("nf_tune_trials_total", "Tune trials that ended", ["status"])
+TUNE_REPORTS = Counter("nf_tune_reports_total", "Intermediate objective reports from Tune trials")
+TUNE_BEST_OBJECTIVE = Gauge(
+    "nf_tune_best_objective", "Best validation objective reported so far in the sweep", ["metric"]
+)
+
 
 def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
     """Start the ``/metrics`` endpoint in a background thread; returns the bound port.

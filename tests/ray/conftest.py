@@ -82,3 +82,28 @@ def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     name = "nf-" + request.node.name.lower().replace("_", "-")[:40]
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def smoke_bench(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
+    """The smoke FingerBench, built once per session on the embedded Ray (metrics on a free
+    port): its URI and the build report."""
+    from nf_dist.bench.build import BuildConfig, build_bench
+
+    uri = str(tmp_path_factory.mktemp("bench") / "smoke")
+    config = BuildConfig(profile="smoke", output_uri=uri, progress=False, metrics_port=0)
+    return uri, build_bench(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_gan_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained 8-channel GAN checkpoint (z_dim 16)."""
+    from nf_dist.models.gan import GanSpec, build_gan
+    from nf_dist.storage.checkpoints import save_checkpoint
+
+    generator, discriminator = build_gan(GanSpec(16, 10, 8, 8, False))
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    tensors |= {f"discriminator.{k}": v for k, v in discriminator.state_dict().items()}
+    spec = {"z_dim": 16, "num_classes": 10, "g_channels": 8, "d_channels": 8, "attention": False}
+    folder = tmp_path_factory.mktemp("gan")
+    return save_checkpoint(str(folder / "gan"), tensors, {"kind": "gan", "spec": spec})

@@ -36,10 +36,9 @@ def _assert_complete(uri: str) -> None:
         assert store.verified_row(row["id"], row["row"]) is not None, row["id"]
 
 
-@pytest.fixture(scope="module")
-def built_local(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
-    uri = str(tmp_path_factory.mktemp("bench") / "smoke")
-    return uri, build_bench(_config(uri, metrics_port=0))
+@pytest.fixture
+def built_local(smoke_bench: tuple[str, object]) -> tuple[str, object]:
+    return smoke_bench
 
 
 def test_smoke_builds_locally_with_a_full_manifest(built_local) -> None:
@@ -191,25 +190,15 @@ def _settled_count(uri: Path, quiet_s: float, limit_s: float) -> int:
     return count
 
 
-def _tiny_gan(folder: Path) -> str:
-    """An untrained 8-channel GAN checkpoint (z_dim 16)."""
-    from nf_dist.models.gan import GanSpec, build_gan
-    from nf_dist.storage.checkpoints import save_checkpoint
-
-    generator, discriminator = build_gan(GanSpec(16, 10, 8, 8, False))
-    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
-    tensors |= {f"discriminator.{k}": v for k, v in discriminator.state_dict().items()}
-    spec = {"z_dim": 16, "num_classes": 10, "g_channels": 8, "d_channels": 8, "attention": False}
-    return save_checkpoint(str(folder / "gan"), tensors, {"kind": "gan", "spec": spec})
-
-
-def test_fingerprint_from_benchmark_ids_on_the_ray_engine(built_local, tmp_path: Path) -> None:
+def test_fingerprint_from_benchmark_ids_on_the_ray_engine(
+    built_local, tmp_path: Path, tiny_gan_uri: str
+) -> None:
     """The sharded engine loads its models from a built benchmark by id."""
     from nf_dist.config import from_dict
     from nf_dist.jobs import FingerprintJobConfig, run_fingerprint
 
     uri, _ = built_local
-    gan = _tiny_gan(tmp_path)
+    gan = tiny_gan_uri
     config = from_dict(
         FingerprintJobConfig,
         {
@@ -296,7 +285,9 @@ def test_evaluate_queries_every_suspect_on_both_engines(
         assert (tmp_path / "ray" / image).stat().st_size > 1000
 
 
-def test_ablation_runs_every_variant_and_reports_it(built_local, tmp_path: Path) -> None:
+def test_ablation_runs_every_variant_and_reports_it(
+    built_local, tmp_path: Path, tiny_gan_uri: str
+) -> None:
     import json
 
     from nf_dist.ablation import AblationConfig, run_ablation, variants
@@ -308,7 +299,7 @@ def test_ablation_runs_every_variant_and_reports_it(built_local, tmp_path: Path)
         AblationConfig,
         {
             "bench_uri": uri,
-            "gan_uri": _tiny_gan(tmp_path),
+            "gan_uri": tiny_gan_uri,
             "positives": ["source", "ftll"],
             "negatives": ["mirror-source", "indep-vgg13_bn"],
             "output_uri": str(tmp_path / "ablation"),
@@ -332,7 +323,7 @@ def test_ablation_runs_every_variant_and_reports_it(built_local, tmp_path: Path)
 
 
 def test_experiment_runs_every_method_evaluates_and_reports(
-    built_local, tmp_path: Path, cifar_test_uri: str
+    built_local, tmp_path: Path, cifar_test_uri: str, tiny_gan_uri: str
 ) -> None:
     """`nf-dist experiment` on the smoke bench: every method, evaluation, stealth, resume."""
     import json
@@ -357,7 +348,7 @@ def test_experiment_runs_every_method_evaluates_and_reports(
             "finetune_size": 200,
             "test_size": 200,
         },
-        "gans": {"tiny": _tiny_gan(tmp_path)},
+        "gans": {"tiny": tiny_gan_uri},
         "positives": ["source", "ftll"],
         "negatives": ["mirror-source", "indep-vgg13_bn"],
         "bootstrap": 20,
