@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
     verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
     verify.add_argument(
+        "--unsafe-allow-pickle",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="accept this one suspect file as a pickle (torch.save); only for files you trust. "
+        "It is read with torch's weights_only loader and needs a JSON sidecar",
+    )
+    verify.add_argument(
         "--positive", nargs="*", default=[], help="suspects known to be stolen (for ARUC)"
     )
     verify.add_argument(
@@ -326,8 +334,9 @@ def _verify(args: argparse.Namespace) -> int:
     if not labelled:
         raise NfDistError("name at least one suspect checkpoint (or --positive/--negative)")
     rows = []
+    trusted = set(args.unsafe_allow_pickle)
     for uri, known in labelled:
-        model, _ = load_classifier(uri)
+        model, _ = load_classifier(uri, unsafe_pickle=uri in trusted)
         verdict = verify(fingerprints, uri, model_oracle(model), args.threshold)
         rows.append(
             {

@@ -19,15 +19,18 @@ def save_classifier(model: Classifier, uri: str, **meta: Any) -> str:
 
 
 def load_classifier(
-    uri: str, device: str | torch.device = "cpu"
+    uri: str, device: str | torch.device = "cpu", *, unsafe_pickle: bool = False
 ) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild a classifier from its sidecar and load its weights (eval mode).
 
+    ``unsafe_pickle`` accepts this one file as a pickle the user trusts (see
+    :mod:`nf_dist.storage.checkpoints`).
+
     Raises:
-        UnsafeCheckpointError: the file is pickle-based.
+        UnsafeCheckpointError: the file is pickle-based (and not allowed).
         CheckpointError: missing/corrupt files, or weights that do not fit the architecture.
     """
-    tensors, meta = load_checkpoint(uri)
+    tensors, meta = load_checkpoint(uri, unsafe_pickle=unsafe_pickle)
     spec = meta.get("model")
     if meta.get("kind") != "classifier" or not isinstance(spec, dict) or "arch" not in spec:
         raise CheckpointError(

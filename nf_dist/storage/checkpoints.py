@@ -6,7 +6,10 @@ weights). The sidecar is written last, so a checkpoint whose sidecar exists is c
 catches a weights file that was truncated or swapped afterwards.
 
 Suspect models come from untrusted parties. Pickle-based formats (``torch.save``, ``.pt``, ``.pkl``)
-can run arbitrary code on load and are refused with :class:`UnsafeCheckpointError`.
+can run arbitrary code on load and are refused with :class:`UnsafeCheckpointError`, unless the user
+names that very file as trusted (``unsafe_pickle=True`` here; ``--unsafe-allow-pickle FILE`` on the
+command line). Even then it is read with torch's restricted ``weights_only`` unpickler, which
+rebuilds tensors and containers and refuses anything else, and it still needs its JSON sidecar.
 """
 
 from __future__ import annotations
@@ -81,6 +84,40 @@ def save_checkpoint(uri: str, tensors: dict[str, torch.Tensor], meta: dict[str, 
     return stem
 
 
+def _load_trusted_pickle(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A pickle the user vouched for, through torch's restricted unpickler; sidecar required."""
+    import io
+    import logging
+    import pickle
+
+    logging.getLogger(__name__).warning("loading %s as a pickle, as the user allowed", uri)
+    stem = uri.rsplit(".", 1)[0] if uri.endswith(_PICKLE_SUFFIXES) else uri
+    sidecar_uri = stem + SIDECAR_SUFFIX
+    if not exists(sidecar_uri):
+        raise CheckpointError(f"{sidecar_uri} is missing: it must describe the model in {uri}")
+    blob = read_bytes(uri)
+    try:
+        loaded = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise UnsafeCheckpointError(
+            f"{uri} holds more than tensors (torch's weights_only loader refused it: "
+            f"{str(exc).splitlines()[0]}); nf-dist will not run it"
+        ) from exc
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise CheckpointError(f"{uri} is not a state dict (names to tensors)")
+    try:
+        meta = json.loads(read_bytes(sidecar_uri))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{sidecar_uri} is not valid JSON: {exc}") from exc
+    if meta.get("sha256") not in (None, hashlib.sha256(blob).hexdigest()):
+        raise CheckpointError(f"{uri} does not match the sha256 in {sidecar_uri}")
+    return dict(loaded), meta
+
+
 def _looks_like_safetensors(blob: bytes) -> bool:
     """A safetensors file: 8-byte little-endian header length, then a JSON object."""
     if len(blob) < 9 or blob[8:9] != b"{":
@@ -96,17 +133,25 @@ def _refuse_unsafe(uri: str, blob: bytes) -> None:
         raise UnsafeCheckpointError(
             f"{uri} is a pickle-based file (torch.save/.pt/.pkl). Loading it could execute "
             "code, so nf-dist refuses it. Ask for the weights as safetensors "
-            "(safetensors.torch.save_file) with an nf-dist JSON sidecar."
+            "(safetensors.torch.save_file) with an nf-dist JSON sidecar, or, only if you trust "
+            f"this file, name it: --unsafe-allow-pickle {uri}"
         )
 
 
-def load_checkpoint(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    uri: str, *, unsafe_pickle: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a checkpoint's tensors and sidecar, verifying format and checksum.
 
+    ``unsafe_pickle`` lets this one file be a pickle (see the module docstring).
+
     Raises:
-        UnsafeCheckpointError: the file is a pickle or torch zip archive.
+        UnsafeCheckpointError: the file is a pickle or torch zip archive (and not allowed), or
+            an allowed pickle holds more than tensors.
         CheckpointError: a file is missing, the sidecar is not JSON, or the hash does not match.
     """
+    if unsafe_pickle and exists(uri) and not _looks_like_safetensors(read_bytes(uri)):
+        return _load_trusted_pickle(uri)
     if uri.endswith(_PICKLE_SUFFIXES):
         _refuse_unsafe(uri, b"")
     stem = checkpoint_stem(uri)

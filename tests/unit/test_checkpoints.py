@@ -82,3 +82,50 @@ def test_header_byte_0x80_is_not_mistaken_for_pickle(tmp_path: Path) -> None:
         pytest.skip("could not produce a 0x80 header length")
     tensors, _ = load_checkpoint(stem)
     assert tensors["w" * size].tolist() == [1.0]
+
+
+def test_a_named_trusted_pickle_loads_and_still_runs_no_code(tmp_path: Path, capsys) -> None:
+    from nf_dist.cli import main
+
+    model = create_classifier("resnet18", width=0.125, stem_stride=2).eval()
+    stem = save_classifier(model, str(tmp_path / "ref"))
+    suspect = tmp_path / "suspect.pt"
+    torch.save(model.state_dict(), suspect)
+    (tmp_path / "suspect.json").write_text(
+        Path(stem + ".json").read_text().replace('"sha256"', '"x"')
+    )
+    with pytest.raises(UnsafeCheckpointError, match=f"--unsafe-allow-pickle {suspect}"):
+        load_classifier(str(suspect))
+    loaded, _ = load_classifier(str(suspect), unsafe_pickle=True)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+
+    # Allowed or not, a pickle that carries code is refused by the weights-only loader.
+    MARKER.unlink(missing_ok=True)
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"conv.weight": RunsCode()}))
+    (tmp_path / "evil.json").write_text((tmp_path / "suspect.json").read_text())
+    with pytest.raises(UnsafeCheckpointError, match="holds more than tensors"):
+        load_classifier(str(evil), unsafe_pickle=True)
+    assert not MARKER.exists(), "an allowed pickle executed code"
+
+    # On the command line the flag unlocks exactly the file it names.
+    fingerprints = _fingerprint_set(tmp_path, model)
+    allow_other = ["--unsafe-allow-pickle", str(evil)]
+    assert main(["verify", fingerprints, str(suspect), *allow_other]) == 2
+    assert "--unsafe-allow-pickle" in capsys.readouterr().err
+    assert main(["verify", fingerprints, str(suspect), "--unsafe-allow-pickle", str(suspect)]) == 0
+    assert "1.000" in capsys.readouterr().out  # the source's own labels: a full match
+
+
+def _fingerprint_set(folder: Path, model: torch.nn.Module) -> str:
+    import numpy as np
+
+    from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set
+    from nf_dist.models.training import predict
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    labels = predict(model, images)
+    uri = str(folder / "fp.parquet")
+    save_fingerprint_set(FingerprintSet(images, labels, (labels + 1) % 10), uri)
+    return uri
