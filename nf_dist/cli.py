@@ -7,13 +7,17 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
 
 from nf_dist import __version__
 from nf_dist.config import load_config, read_yaml
 from nf_dist.errors import NfDistError
 
 logger = logging.getLogger("nf_dist")
+T = TypeVar("T")
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default_help: str) -> None:
@@ -27,6 +31,47 @@ def _add_config_args(parser: argparse.ArgumentParser, default_help: str) -> None
         help="override a config value, e.g. --set lr=0.1",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="start from the command's smoke recipe (nf_dist/configs/smoke/); --config and "
+        "--set apply on top",
+    )
+
+
+SMOKE_DIR = Path(__file__).parent / "configs" / "smoke"
+
+
+def _load(cls: type[T], args: argparse.Namespace, recipe: str, overrides: Sequence[str] = ()) -> T:
+    """The command's config: its defaults, the smoke recipe with ``--smoke``, ``--config``, then
+    ``--set``; written beside the command's outputs by :func:`_record`."""
+    base = None
+    if getattr(args, "smoke", False):
+        path = SMOKE_DIR / f"{recipe}.yaml"
+        if not path.exists():
+            raise NfDistError(f"`{recipe}` has no smoke recipe (looked for {path})")
+        base = read_yaml(path)
+    return load_config(cls, args.config, [*args.overrides, *overrides], base=base)
+
+
+def _record(config: Any, uri: str) -> None:
+    """Write the resolved config, package version and git SHA to ``uri`` (atomically)."""
+    from nf_dist.config import to_dict
+    from nf_dist.storage.checkpoints import git_sha
+    from nf_dist.storage.uri import write_bytes_atomic
+
+    record = {
+        "nf_dist_version": __version__,
+        "git_sha": git_sha(),
+        "argv": sys.argv,
+        "config": to_dict(config),
+    }
+    write_bytes_atomic(uri, yaml.safe_dump(record, sort_keys=False).encode())
+
+
+def _beside(output_uri: str) -> str:
+    """Where a file or checkpoint output's resolved config goes."""
+    return output_uri.removesuffix(".parquet") + ".config.yaml"
 
 
 def _add_workers_arg(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     build = bench_sub.add_parser("build", help="build (or resume) a benchmark on Ray")
     build.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
+    build.add_argument("--smoke", action="store_true", help="the smoke profile (--profile smoke)")
     build.add_argument("--output", help="output URI (default runs/bench/<profile>)")
     build.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     build.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
@@ -116,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(tune, "keys of TuneJobConfig")
 
     report = sub.add_parser("report", help="Markdown report with plots from an evaluation")
-    report.add_argument("evaluation", help="an evaluation's output folder or URI")
-    report.add_argument("--output", help="report folder (default: the evaluation folder)")
+    report.add_argument(
+        "evaluation", nargs="?", help="an evaluation's output folder or URI (evaluation_uri)"
+    )
+    report.add_argument("--output", help="report folder or URI (default: the evaluation's)")
+    _add_config_args(report, "keys of ReportConfig")
     report.add_argument(
         "--fingerprints",
         nargs="*",
@@ -172,14 +221,16 @@ def _job(args: argparse.Namespace) -> int:
         "fingerprint": (jobs.FingerprintJobConfig, jobs.run_fingerprint),
     }
     config_cls, run = kinds[args.command]
-    overrides = list(args.overrides)
+    overrides = []
     if getattr(args, "workers", None) is not None:
         overrides.append(f"workers.num={args.workers}")
     if getattr(args, "engine", None) is not None:
         overrides.append(f"engine={args.engine}")
     if getattr(args, "num_shards", None) is not None:
         overrides.append(f"num_shards={args.num_shards}")
-    config = load_config(config_cls, args.config, overrides)
+    recipe = "gan" if args.command == "gan" else args.command
+    config = _load(config_cls, args, recipe, overrides)
+    _record(config, _beside(config.output_uri))
     result = run(config, progress=not args.no_progress)
     if args.command == "train":
         print(f"saved {config.output_uri} (test accuracy {result:.4f})")
@@ -196,6 +247,8 @@ def _bench(args: argparse.Namespace) -> int:
     from nf_dist.config import parse_overrides
 
     overrides = parse_overrides(getattr(args, "overrides", []))
+    if getattr(args, "smoke", False):
+        args.profile = "smoke"
     profile = load_profile(args.profile, overrides)
     if args.bench_command == "plan":
         if args.json:
@@ -237,8 +290,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from nf_dist.evaluate import EvaluateConfig, evaluate
+    from nf_dist.storage.uri import join
 
-    config = load_config(EvaluateConfig, args.config, args.overrides)
+    config = _load(EvaluateConfig, args, "evaluate")
+    _record(config, join(config.output_uri, "config.yaml"))
     metrics = evaluate(config)
     for method, entry in metrics["methods"].items():
         for split in ("heldout", "all"):
@@ -255,8 +310,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _ablation(args: argparse.Namespace) -> int:
     from nf_dist.ablation import AblationConfig, run_ablation
+    from nf_dist.storage.uri import join
 
-    config = load_config(AblationConfig, args.config, args.overrides)
+    config = _load(AblationConfig, args, "ablation")
+    _record(config, join(config.output_uri, "config.yaml"))
     for row in run_ablation(config, progress=not args.no_progress):
         held = row.get("heldout_aruc")
         print(
@@ -268,8 +325,10 @@ def _ablation(args: argparse.Namespace) -> int:
 
 def _experiment(args: argparse.Namespace) -> int:
     from nf_dist.experiment import ExperimentConfig, run_experiment
+    from nf_dist.storage.uri import join
 
-    config = load_config(ExperimentConfig, args.config, args.overrides)
+    config = _load(ExperimentConfig, args, "experiment")
+    _record(config, join(config.output_uri, "config.yaml"))
     result = run_experiment(config, progress=not args.no_progress)
     print(f"{'set':<22} {'fingerprints':>12} {'held-out ARUC':>14} {'all ARUC':>9} {'detected':>9}")
     detected = result["stealth"].get("detection_rate", {})
@@ -291,8 +350,10 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from nf_dist.distributed.tuning import TuneJobConfig, run_tune
+    from nf_dist.storage.uri import join
 
-    config = load_config(TuneJobConfig, args.config, args.overrides)
+    config = _load(TuneJobConfig, args, "tune")
+    _record(config, join(config.output_uri, "config.yaml"))
     summary = run_tune(config, progress=not args.no_progress)
     print(
         f"{summary['num_trials']} trials; best {summary['metric']} "
@@ -306,16 +367,20 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from nf_dist.report import write_report
+    from nf_dist.report import ReportConfig, publish_report
 
-    sets = {}
+    overrides = []
     for item in args.fingerprints:
         method, sep, uri = item.partition("=")
         if not sep:
             raise NfDistError(f"--fingerprints takes METHOD=URI, got {item!r}")
-        sets[method] = uri
-    path = write_report(args.evaluation, args.output or args.evaluation, sets)
-    print(f"wrote {path}")
+        overrides.append(f"fingerprints.{method}={uri}")
+    if args.evaluation:
+        overrides.append(f"evaluation_uri={args.evaluation}")
+    if args.output:
+        overrides.append(f"output_uri={args.output}")
+    config = _load(ReportConfig, args, "report", overrides)
+    print(f"wrote {publish_report(config)}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,43 @@ def write_report(
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``nf-dist report``: the evaluation to report on, where the report goes (local or
+    ``s3://``; None: the evaluation's folder) and the fingerprint sets to show as grids."""
+
+    evaluation_uri: str = ""
+    output_uri: str | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+def publish_report(config: ReportConfig) -> str:
+    """Write the report (drawn in a local folder, then uploaded if the output is remote) with
+    the resolved config beside it; returns the report's URI."""
+    import tempfile
+
+    import yaml
+
+    from nf_dist.config import to_dict
+    from nf_dist.errors import ConfigError
+    from nf_dist.storage.uri import is_remote, write_bytes_atomic
+
+    if not config.evaluation_uri:
+        raise ConfigError("report needs an evaluation: nf-dist report EVALUATION_URI")
+    output = config.output_uri or config.evaluation_uri
+    record = yaml.safe_dump({"config": to_dict(config)}, sort_keys=False).encode()
+    if not is_remote(output):
+        path = write_report(config.evaluation_uri, output, config.fingerprints)
+        (Path(output) / "report.config.yaml").write_bytes(record)
+        return str(path)
+    with tempfile.TemporaryDirectory() as folder:
+        write_report(config.evaluation_uri, folder, config.fingerprints)
+        for file in sorted(Path(folder).iterdir()):
+            write_bytes_atomic(join(output, file.name), file.read_bytes())
+    write_bytes_atomic(join(output, "report.config.yaml"), record)
+    return join(output, "report.md")
 
 
 def _optional_json(uri: str) -> Any:

@@ -1,0 +1,74 @@
+"""Tuning pieces that need no cluster: search domains, the three-way split, searchers."""
+
+from __future__ import annotations
+
+import pytest
+
+from nf_dist.config import from_dict
+from nf_dist.distributed.tuning import (
+    ParamSpec,
+    TuneJobConfig,
+    _searcher,
+    method_settings,
+    three_way_split,
+)
+from nf_dist.errors import ConfigError
+
+
+def _rows() -> list[dict]:
+    rows = [{"id": "source", "role": "positive", "attack": "scratch"}]
+    rows += [{"id": f"prune-{i}", "role": "positive", "attack": "prune"} for i in range(10)]
+    rows += [{"id": f"distill-{i}", "role": "positive", "attack": "distill"} for i in range(5)]
+    rows += [{"id": "mirror-source", "role": "negative", "attack": "scratch"}]
+    rows += [{"id": f"indep-{i}", "role": "negative", "attack": "scratch"} for i in range(10)]
+    return rows
+
+
+def test_the_three_way_split_is_disjoint_complete_stratified_and_seeded() -> None:
+    config = TuneJobConfig(positives=("source",), negatives=("mirror-source",), split_seed=3)
+    split = three_way_split(_rows(), config)
+    parts = [set(split.generation), set(split.validation), set(split.test)]
+    assert sum(len(p) for p in parts) == len(set().union(*parts)) == len(_rows())
+    assert sum(i.startswith("prune") for i in split.validation) == 3  # 30% of 10
+    assert sum(i.startswith("distill") for i in split.validation) == 2  # of 5
+    assert sum(i.startswith("indep") for i in split.validation) == 3
+    assert three_way_split(_rows(), config) == split
+    assert three_way_split(_rows(), TuneJobConfig(**{**config.__dict__, "split_seed": 4})) != split
+
+
+def test_split_and_domain_errors_say_what_to_fix() -> None:
+    with pytest.raises(ConfigError, match="must not share"):
+        three_way_split(
+            _rows(),
+            TuneJobConfig(positives=("source",), negatives=("source",)),
+        )
+    with pytest.raises(ConfigError, match="positive and negative"):
+        three_way_split(
+            _rows(),
+            TuneJobConfig(
+                positives=("source",), negatives=("mirror-source",), validation_models=("prune-1",)
+            ),
+        )
+    with pytest.raises(ConfigError, match="low < high"):
+        ParamSpec("uniform", low=1.0, high=1.0)
+    with pytest.raises(ConfigError, match="grid or choice"):
+        ParamSpec("uniform", low=0.0, high=1.0).domain("grid")
+    with pytest.raises(ConfigError, match="unknown config key 'base.learning_rate'"):
+        method_settings(TuneJobConfig(base={"learning_rate": 1.0}), {})
+
+
+def test_yaml_search_spaces_and_the_bayesian_searcher() -> None:
+    from ray import tune
+
+    config = from_dict(
+        TuneJobConfig,
+        {"search_space": {"lr": {"kind": "loguniform", "low": 0.1, "high": 2.0}}},
+    )
+    assert isinstance(config.search_space["lr"].domain("random"), tune.search.sample.Float)
+    grid = ParamSpec("choice", values=(1, 2)).domain("grid")
+    assert grid == {"grid_search": [1, 2]}
+    pytest.importorskip("optuna")
+    from ray.tune.search.optuna import OptunaSearch
+
+    assert isinstance(_searcher(TuneJobConfig(searcher="optuna")), OptunaSearch)
+    assert _searcher(TuneJobConfig(searcher="random")) is None
