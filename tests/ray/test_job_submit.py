@@ -1,0 +1,278 @@
+"""The cluster path, for real: `ray start --head` on 127.0.0.1 with token authentication, the smoke
+pipeline submitted with the `ray job submit` CLI (build the smoke bench to the loopback S3 server,
+train a tiny GAN, fingerprint, evaluate, report), artefacts and logs checked, the head stopped.
+
+The head runs in its own process group and temp dir, so stopping it leaves any other Ray on the
+machine (the session's embedded one) alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.submit, pytest.mark.s3]
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = (ROOT.parent / "shared" / "data").resolve()
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def head(s3_endpoint: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray head on 127.0.0.1 with token auth; yields its job API address and the client env."""
+    port, dashboard, agent, agent_grpc, metrics, runtime_env = (_free_port() for _ in range(6))
+    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths are limited
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "NF_DIST_CACHE": str(Path(temp_dir) / "cache"),
+    }
+    env.pop("RAY_ADDRESS", None)
+    command = [
+        RAY,
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        # Ray's fixed default agent ports may be held by another Ray on this machine.
+        f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--metrics-export-port={metrics}",
+        f"--runtime-env-agent-port={runtime_env}",
+        "--num-cpus=2",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        _wait_for_job_api(address, env, process)
+        yield address, env
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_job_api(address: str, env: dict[str, str], process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"ray start --head exited with {process.returncode}")
+        listed = subprocess.run(
+            [RAY, "job", "list", "--address", address], env=env, capture_output=True, text=True
+        )
+        if listed.returncode == 0:
+            return
+        time.sleep(2)
+    pytest.fail("the Ray head's job API did not come up")
+
+
+def _submit(address: str, env: dict[str, str], job_id: str, entrypoint: list[str]) -> str:
+    """Submit with the real CLI, wait for a final state, return the job's logs."""
+    runtime_env = {"excludes": [".git", ".venv", "runs", "*.egg-info"]}
+    command = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--submission-id",
+        job_id,
+        "--working-dir",
+        str(ROOT),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--no-wait",
+        "--",
+        *entrypoint,
+    ]
+    deadline = time.monotonic() + 120
+    while True:  # the head's job agent may still be starting ("No available agent")
+        submitted = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+        if submitted.returncode == 0 or "No available agent" not in submitted.stderr:
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    deadline, status = time.monotonic() + 600, ""
+    while time.monotonic() < deadline:
+        printed = subprocess.run(
+            [RAY, "job", "status", job_id, "--address", address],
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+        status = re.sub(r"\x1b\[[0-9;]*m", "", printed).upper()
+        if any(state in status for state in ("SUCCEEDED", "FAILED", "STOPPED")):
+            break
+        time.sleep(2)
+    logs = subprocess.run(
+        [RAY, "job", "logs", job_id, "--address", address], env=env, capture_output=True, text=True
+    ).stdout
+    assert "SUCCEEDED" in status, f"{job_id}: {status}\n{logs[-4000:]}"
+    return logs
+
+
+def test_the_smoke_pipeline_runs_through_ray_job_submit(
+    head: tuple[str, dict[str, str]], bucket: str
+) -> None:
+    import s3fs
+
+    address, env = head
+    data = [
+        f"--set=data.train_uri={DATA / 'cifar10' / 'train.parquet'}",
+        f"--set=data.test_uri={DATA / 'cifar10' / 'test.parquet'}",
+    ]
+    root = f"s3://{bucket}"
+    bench, gan = f"{root}/bench/smoke", f"{root}/gan/gan"
+    fingerprint = f"{root}/fingerprints/naturalfinger.parquet"
+    logs = _submit(
+        address,
+        env,
+        "nf-build-bench",
+        [
+            "python",
+            "jobs/build_bench.py",
+            "--smoke",
+            f"--output={bench}",
+            "--no-progress",
+            *data,
+            f"--set=data.query_uri={DATA / 'tinyimagenet' / 'train.parquet'}",
+        ],
+    )
+    assert f"bench smoke at {bench}: built 12" in logs
+    logs = _submit(
+        address,
+        env,
+        "nf-gan",
+        [
+            "python",
+            "jobs/train_gan.py",
+            "--smoke",
+            "--no-progress",
+            f"--set=output_uri={gan}",
+            *data,
+        ],
+    )
+    assert f"saved {gan}" in logs
+    logs = _submit(
+        address,
+        env,
+        "nf-fingerprint",
+        [
+            "python",
+            "jobs/fingerprint.py",
+            "--smoke",
+            "--no-progress",
+            f"--set=bench_uri={bench}",
+            f"--set=gan_uri={gan}",
+            f"--set=output_uri={fingerprint}",
+        ],
+    )
+    assert f"fingerprints to {fingerprint}" in logs
+    evaluation = f"{root}/evaluation"
+    logs = _submit(
+        address,
+        env,
+        "nf-evaluate",
+        [
+            "python",
+            "jobs/evaluate.py",
+            "--smoke",
+            f"--set=bench_uri={bench}",
+            f"--set=fingerprints.naturalfinger={fingerprint}",
+            f"--set=output_uri={evaluation}",
+        ],
+    )
+    assert "naturalfinger  heldout  ARUC" in logs
+    logs = _submit(
+        address,
+        env,
+        "nf-report",
+        [
+            "python",
+            "jobs/report.py",
+            "--smoke",
+            f"--set=evaluation_uri={evaluation}",
+            f"--set=output_uri={root}/report",
+            f"--set=fingerprints.naturalfinger={fingerprint}",
+        ],
+    )
+
+    fs = s3fs.S3FileSystem()
+    for key in (
+        "bench/smoke/manifest.parquet",
+        "gan/gan.safetensors",
+        "gan/gan.config.yaml",
+        "fingerprints/naturalfinger.parquet",
+        "fingerprints/naturalfinger.config.yaml",
+        "evaluation/metrics.json",
+        "evaluation/rates.parquet",
+        "evaluation/config.yaml",
+        "report/report.md",
+        "report/curves.png",
+    ):
+        assert fs.exists(f"{bucket}/{key}"), key
+    metrics = json.loads(fs.cat_file(f"{bucket}/evaluation/metrics.json"))
+    assert 0.0 <= metrics["methods"]["naturalfinger"]["heldout"]["aruc"] <= 1.0
+    resolved = fs.cat_file(f"{bucket}/fingerprints/naturalfinger.config.yaml").decode()
+    assert f"gan_uri: {gan}" in resolved and "nf_dist_version" in resolved
+
+
+def test_the_job_api_refuses_a_client_without_the_token(
+    head: tuple[str, dict[str, str]],
+) -> None:
+    address, env = head
+    anonymous = {k: v for k, v in env.items() if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+    anonymous["RAY_AUTH_TOKEN_PATH"] = "/nonexistent-nf-dist-token"
+    listed = subprocess.run(
+        [RAY, "job", "list", "--address", address],
+        env={**anonymous, "HOME": tempfile.mkdtemp()},
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode != 0
+    wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    listed = subprocess.run(
+        [RAY, "job", "list", "--address", address], env=wrong, capture_output=True, text=True
+    )
+    assert listed.returncode != 0
