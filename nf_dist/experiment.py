@@ -87,6 +87,8 @@ class ExperimentConfig:
     sets: dict[str, SetSpec] = field(default_factory=dict)
     engine: Literal["local", "ray"] = "local"
     num_shards: int = 2
+    cpus_per_shard: float = 1.0
+    gpus_per_shard: float = 0.0
     address: str | None = None
     bootstrap: int = 1000
     stealth: StealthConfig = field(default_factory=StealthConfig)
@@ -191,6 +193,8 @@ def _fingerprint_job(
         negatives=config.negatives,
         engine=config.engine,
         num_shards=config.num_shards,
+        cpus_per_shard=config.cpus_per_shard,
+        gpus_per_shard=config.gpus_per_shard,
         address=config.address,
         fingerprint=settings,
     )
