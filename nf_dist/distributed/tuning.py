@@ -415,7 +415,10 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
     trainable = tune.with_resources(
         tune.with_parameters(_trial, job=config, split=split), resources
     )
-    steps = int(method_settings(config, {}).__dict__.get("steps", 1))
+    steps = int(getattr(method_settings(config, {}), "steps", 1))
+    if "steps" in config.search_space:  # the longest trial sets the schedule's horizon
+        spec = config.search_space["steps"]
+        steps = int(max(spec.values) if spec.values else (spec.high or steps))
     reports = max(1, -(-steps // config.report_every)) if config.method == "naturalfinger" else 1
     scheduler = (
         ASHAScheduler(
