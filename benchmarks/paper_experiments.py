@@ -1,0 +1,95 @@
+"""Record the paper's experiments on the `cpu` FingerBench built on this machine.
+
+    python -m benchmarks.paper_experiments [--run]
+
+With ``--run`` it first runs, in order, ``nf-dist experiment``, ``nf-dist ablation`` and
+``nf-dist tune`` with ``jobs/configs/cpu_{experiment,ablation,tune}.yaml`` (each resumes what an
+earlier run finished). It then copies the reports with their plots and the Parquet tables they
+were drawn from into ``benchmarks/results/cpu_experiments/`` and writes ``summary.json`` with
+the machine, the commands, the wall times and the headline numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import machine
+from nf_dist.report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "cpu_experiments"
+COMMANDS = {
+    "experiment": ["experiment", "--config", "jobs/configs/cpu_experiment.yaml"],
+    "ablation": ["ablation", "--config", "jobs/configs/cpu_ablation.yaml"],
+    "tune": ["tune", "--config", "jobs/configs/cpu_tune.yaml"],
+}
+EXPERIMENT = ROOT / "runs" / "experiments" / "cpu"
+ABLATION = ROOT / "runs" / "experiments" / "cpu_ablation"
+TUNE = ROOT / "runs" / "tune" / "cpu-naturalfinger-results"
+
+
+def run_all() -> dict[str, float]:
+    wall = {}
+    for name, args in COMMANDS.items():
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nf_dist.cli", *args, "--no-progress"], check=True)
+        wall[name] = round(time.perf_counter() - started, 1)
+    return wall
+
+
+def _copy(source: Path, target: Path, patterns: tuple[str, ...]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for pattern in patterns:
+        for file in source.glob(pattern):
+            shutil.copy2(file, target / file.name)
+
+
+def collect(wall: dict[str, float]) -> dict[str, Any]:
+    evaluation = EXPERIMENT / "evaluation"
+    _copy(EXPERIMENT / "report", OUT / "experiment", ("*.md", "*.png"))
+    _copy(evaluation, OUT / "experiment", ("*.parquet", "*.json"))
+    ablation_eval = ABLATION / "evaluation"
+    write_report(str(ablation_eval), str(OUT / "ablation"))
+    _copy(ablation_eval, OUT / "ablation", ("*.parquet", "*.json"))
+    _copy(TUNE, OUT / "tune", ("*.md", "*.png", "*.parquet", "*.json", "*.yaml"))
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    summary: dict[str, Any] = {
+        "machine": machine(),
+        "commands": {k: "nf-dist " + " ".join(v) for k, v in COMMANDS.items()},
+        "wall_s_of_this_invocation": wall,
+        "experiment_wall_s": json.loads((evaluation / "experiment.json").read_text())["wall_s"],
+        "sets": json.loads((evaluation / "sets.json").read_text()),
+        "heldout_aruc": {m: e["heldout"]["aruc"] for m, e in metrics["methods"].items()},
+        "all_aruc": {m: e["all"]["aruc"] for m, e in metrics["methods"].items()},
+        "detection_rate": {
+            k: v["mean"]
+            for k, v in json.loads((evaluation / "stealth.json").read_text())[
+                "detection_rate"
+            ].items()
+        },
+        "ablation": json.loads((ablation_eval / "ablation.json").read_text()),
+    }
+    if (TUNE / "summary.json").exists():
+        tune = json.loads((TUNE / "summary.json").read_text())
+        summary["tune"] = {k: tune[k] for k in ("best_params", "test", "wall_s") if k in tune}
+    (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="store_true", help="run the three commands first")
+    args = parser.parse_args()
+    wall = run_all() if args.run else {}
+    print(json.dumps(collect(wall), indent=2)[:4000])
+
+
+if __name__ == "__main__":
+    main()
