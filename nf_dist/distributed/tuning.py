@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -394,6 +394,14 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
         )
     if config.method == "naturalfinger" and not config.gan_uri:
         raise ConfigError("tuning naturalfinger needs gan_uri")
+    # Trials run in their own working directories: every local path must be absolute.
+    config = replace(
+        config,
+        bench_uri=absolute_uri(config.bench_uri),
+        gan_uri=absolute_uri(config.gan_uri) if config.gan_uri else "",
+        output_uri=absolute_uri(config.output_uri),
+        data=config.data.absolute(),
+    )
     started = time.perf_counter()
     split = three_way_split(load(config.bench_uri).manifest.to_pylist(), config)
     write_bytes_atomic(

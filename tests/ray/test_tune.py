@@ -4,6 +4,7 @@ exported config through `nf-dist fingerprint`, resume, and the same sweep for a 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,9 +22,9 @@ VALIDATION = ["ftll", "rtal", "prune-0.5", "mirror-ftll", "indep-vgg13_bn"]
 
 
 def _job(bench: str, gan: str, out: Path, **extra: object) -> TuneJobConfig:
-    raw = {
-        "bench_uri": bench,
-        "gan_uri": gan,
+    raw = {  # relative local paths: trials run in their own working directories
+        "bench_uri": os.path.relpath(bench),
+        "gan_uri": os.path.relpath(gan) if gan else "",
         "positives": ["source"],
         "negatives": ["mirror-source"],
         "validation_models": VALIDATION,
