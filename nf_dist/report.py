@@ -295,7 +295,7 @@ def write_tune_report(
         "|---|---|---|",
     ]
     lines += [
-        f"| {name} | {summary['base'].get(name)} | {summary['best_params'][name]} |"
+        f"| {name} | {_fmt(summary['base'].get(name))} | {_fmt(summary['best_params'][name])} |"
         for name in params
     ]
     test = summary.get("test", {})
