@@ -231,7 +231,16 @@ def _ensure_set(
             job = _fingerprint_job(config, uri, spec.gan, settings)
             record["num_fingerprints"] = len(run_fingerprint(job, progress=progress))
         else:
-            fingerprints = _generate_baseline(config, spec, settings, clean, progress)
+            fingerprints = generate_from_bench(
+                spec.method,
+                settings,
+                bench_uri=config.bench_uri,
+                positives=config.positives,
+                negatives=config.negatives,
+                clean=clean,
+                gan_uri=config.gans[spec.gan] if spec.gan else None,
+                progress=progress,
+            )
             save_fingerprint_set(fingerprints, uri)
             record["num_fingerprints"] = len(fingerprints)
     except FingerprintError as exc:  # recorded, and the other sets still run
@@ -260,26 +269,35 @@ def _same_set(earlier: dict[str, Any], wanted: dict[str, Any], config_class: typ
         return False
 
 
-def _generate_baseline(
-    config: ExperimentConfig, spec: SetSpec, settings: Any, clean: Any, progress: bool
+def generate_from_bench(
+    method: str,
+    settings: Any,
+    *,
+    bench_uri: str,
+    positives: tuple[str, ...],
+    negatives: tuple[str, ...],
+    clean: Any,
+    gan_uri: str | None = None,
+    progress: bool = False,
 ) -> FingerprintSet:
+    """Run a registered method in this process on benchmark models given by id (the baselines'
+    path; NaturalFinger goes through :func:`~nf_dist.jobs.run_fingerprint` and its engines)."""
+    from nf_dist.bench.store import BenchStore
     from nf_dist.models.checkpoint import load_classifier
     from nf_dist.models.gan.train import load_gan
 
-    positive_uris, negative_uris = model_uris(
-        _fingerprint_job(config, "", None, NaturalFingerConfig())
-    )
+    store = BenchStore(bench_uri)
     context = FingerprintContext(
-        positives=[load_classifier(u)[0] for u in positive_uris],
-        negatives=[load_classifier(u)[0] for u in negative_uris],
+        positives=[load_classifier(store.model_stem(i))[0] for i in positives],
+        negatives=[load_classifier(store.model_stem(i))[0] for i in negatives],
         clean=clean,
         progress=progress,
     )
-    if spec.gan is not None:
-        generator, discriminator, meta = load_gan(config.gans[spec.gan])
+    if gan_uri:
+        generator, discriminator, meta = load_gan(gan_uri)
         context.generator, context.discriminator = generator, discriminator
         context.z_dim = int(meta["spec"]["z_dim"])
-    return METHODS.get(spec.method)().generate(context, settings)
+    return METHODS.get(method)().generate(context, settings)
 
 
 def measure_stealth(

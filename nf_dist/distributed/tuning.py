@@ -302,23 +302,18 @@ def _fingerprint_job(job: TuneJobConfig, output_uri: str, settings: Any) -> Any:
 
 def _generate_baseline(job: TuneJobConfig, settings: Any, progress: bool) -> FingerprintSet:
     from nf_dist.data import load_splits
-    from nf_dist.fingerprint.methods import FingerprintContext
-    from nf_dist.models.checkpoint import load_classifier
+    from nf_dist.experiment import generate_from_bench
 
-    store = BenchStore(job.bench_uri)
-    context = FingerprintContext(
-        positives=[load_classifier(store.model_stem(i))[0] for i in job.positives],
-        negatives=[load_classifier(store.model_stem(i))[0] for i in job.negatives],
+    return generate_from_bench(
+        job.method,
+        settings,
+        bench_uri=job.bench_uri,
+        positives=job.positives,
+        negatives=job.negatives,
         clean=load_splits(job.data, with_query=False).test,
+        gan_uri=job.gan_uri or None,
         progress=progress,
     )
-    if job.gan_uri:
-        from nf_dist.models.gan.train import load_gan
-
-        generator, discriminator, meta = load_gan(job.gan_uri)
-        context.generator, context.discriminator = generator, discriminator
-        context.z_dim = int(meta["spec"]["z_dim"])
-    return METHODS.get(job.method)().generate(context, settings)
 
 
 def _resources(job: TuneJobConfig) -> Any:
