@@ -12,7 +12,8 @@ On one machine, without a cluster, the same script starts an embedded local Ray:
 
 Arguments are those of ``nf-dist bench build`` (``--set``, ``--only``, ``--dry-run``,
 ``--metrics-port``, ...); under ``ray job submit`` the job joins the cluster through
-``RAY_ADDRESS``.
+``RAY_ADDRESS``. ``--smoke`` builds the smoke profile (``--profile smoke``); the resolved
+catalog lands in the output as ``profile.json``.
 """
 
 import sys

@@ -5,7 +5,9 @@
 
 The config names the fingerprint sets (``fingerprints: {naturalfinger: URI, ipguard: URI}``) and
 the models used to generate them (``generation_models``), which are kept out of the headline
-metrics. Without a cluster the same command starts an embedded local Ray.
+metrics. Without a cluster the same command starts an embedded local Ray. ``--smoke`` evaluates
+the smoke set on the smoke bench (nf_dist/configs/smoke/evaluate.yaml); the resolved config lands
+in the output folder as ``config.yaml``.
 """
 
 import sys

@@ -7,7 +7,9 @@ Submit to a running cluster from the project root:
 
 The config holds ``gan_uri``, ``positives`` and ``negatives`` (checkpoint URIs, local or s3://)
 and the ``fingerprint`` settings; ``--set key=value`` overrides any of them. Without a cluster the
-same command starts an embedded local Ray (``--engine local`` needs no Ray at all).
+same command starts an embedded local Ray (``--engine local`` needs no Ray at all). ``--smoke``
+runs the smoke recipe (nf_dist/configs/smoke/fingerprint.yaml); the resolved config lands beside
+the set as ``<output>.config.yaml``.
 """
 
 import sys

@@ -1,6 +1,9 @@
 """The quickstart as a job script (it runs in one process and needs no Ray cluster).
 
-python jobs/quickstart.py [--config FILE] [--set key=value ...]
+    ray job submit --working-dir . -- python jobs/quickstart.py [--config FILE] [--set k=v]
+
+or, on one machine, ``python jobs/quickstart.py``. The quickstart is itself the small whole run,
+so it has no ``--smoke``; its resolved config lands in ``output_dir/config.yaml``.
 """
 
 import sys

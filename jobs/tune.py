@@ -7,7 +7,8 @@
 Trials are scored on validation suspects, the best settings are exported as a config that
 `nf-dist fingerprint` accepts, and both the tuned and the base settings are scored once on the
 test suspects. Re-submitting the same config resumes the sweep. Without a cluster the same command
-starts an embedded local Ray.
+starts an embedded local Ray. ``--smoke`` runs three short trials on the smoke bench
+(nf_dist/configs/smoke/tune.yaml).
 """
 
 import sys

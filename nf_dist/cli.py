@@ -20,7 +20,9 @@ logger = logging.getLogger("nf_dist")
 T = TypeVar("T")
 
 
-def _add_config_args(parser: argparse.ArgumentParser, default_help: str) -> None:
+def _add_config_args(
+    parser: argparse.ArgumentParser, default_help: str, *, smoke: bool = True
+) -> None:
     parser.add_argument("--config", help=f"YAML config ({default_help})")
     parser.add_argument(
         "--set",
@@ -31,6 +33,8 @@ def _add_config_args(parser: argparse.ArgumentParser, default_help: str) -> None
         help="override a config value, e.g. --set lr=0.1",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if not smoke:  # the quickstart is already the smallest whole run
+        return
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -92,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     quick = sub.add_parser("quickstart", help="train a small zoo and a GAN, fingerprint, verify")
-    _add_config_args(quick, "default: the built-in quickstart.yaml")
+    _add_config_args(quick, "default: the built-in quickstart.yaml", smoke=False)
 
     train = sub.add_parser("train", help="train a classifier from scratch on a data half")
     _add_config_args(train, "keys of TrainJobConfig")
