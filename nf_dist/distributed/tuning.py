@@ -117,6 +117,7 @@ class TuneJobConfig:
             ``fifo`` runs every trial to the end.
         metric: the objective, maximised: ``val_aruc`` or ``val_tpr_at_1pct_fpr``.
         num_samples: trials (for grid search: repeats of the grid).
+        seed: seeds the search algorithm (the same config draws the same trials).
         max_concurrent_trials: at most this many at once (None: as resources allow).
         engine, num_shards, cpus_per_shard, gpus_per_shard: the NaturalFinger engine of each
             trial; ``cpus_per_trial`` is the trial's own bundle.
@@ -143,6 +144,7 @@ class TuneJobConfig:
     scheduler: Literal["asha", "fifo"] = "asha"
     metric: Literal["val_aruc", "val_tpr_at_1pct_fpr"] = "val_aruc"
     num_samples: int = 8
+    seed: int = 0
     max_concurrent_trials: int | None = None
     report_every: int = 50
     grace_reports: int = 2
@@ -342,16 +344,19 @@ def _check_fits(job: TuneJobConfig, resources: Any) -> None:
 
 
 def _searcher(job: TuneJobConfig) -> Any:
+    """The search algorithm, seeded with ``job.seed`` so a sweep's trials are reproducible."""
     if job.searcher in ("random", "grid"):
-        return None
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=job.seed)
     try:
         if job.searcher == "optuna":
             from ray.tune.search.optuna import OptunaSearch
 
-            return OptunaSearch(seed=job.split_seed)
+            return OptunaSearch(seed=job.seed)
         from ray.tune.search.hyperopt import HyperOptSearch
 
-        return HyperOptSearch(random_state_seed=job.split_seed)
+        return HyperOptSearch(random_state_seed=job.seed)
     except (ImportError, AssertionError) as exc:
         raise ConfigError(
             f"searcher {job.searcher!r} needs its package: pip install {job.searcher}"

@@ -52,8 +52,18 @@ def _job(bench: str, gan: str, out: Path, **extra: object) -> TuneJobConfig:
 def test_a_three_trial_sweep_exports_a_config_that_fingerprint_accepts(
     smoke_bench: tuple[str, object], tiny_gan_uri: str, tmp_path: Path
 ) -> None:
+    from prometheus_client import REGISTRY
+
+    def ended() -> float:
+        return REGISTRY.get_sample_value("nf_tune_trials_total", {"status": "completed"}) or 0.0
+
     bench, _ = smoke_bench
+    before = ended()
     summary = run_tune(_job(bench, tiny_gan_uri, tmp_path), progress=False)
+    assert ended() - before == 3  # the driver's callback counts every trial that ended
+    best_seen = REGISTRY.get_sample_value("nf_tune_best_objective", {"metric": "val_aruc"})
+    # the gauge follows every report, the summary each trial's last one
+    assert best_seen is not None and best_seen >= summary["best_validation_objective"]
 
     split = json.loads((tmp_path / "results" / "split.json").read_text())
     assert split["generation"] == ["source", "mirror-source"]

@@ -71,4 +71,6 @@ def test_yaml_search_spaces_and_the_bayesian_searcher() -> None:
     from ray.tune.search.optuna import OptunaSearch
 
     assert isinstance(_searcher(TuneJobConfig(searcher="optuna")), OptunaSearch)
-    assert _searcher(TuneJobConfig(searcher="random")) is None
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    assert isinstance(_searcher(TuneJobConfig(searcher="random")), BasicVariantGenerator)
