@@ -46,6 +46,7 @@ class EvaluateConfig:
         output_uri: where the tables and metrics go.
         engine: ``ray`` (one task per suspect) or ``local`` (this process, the twin).
         address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
+        metrics_port: serve ``nf_eval_suspects_queried_total`` on this port (0: any free one).
         bootstrap: resamples for the ARUC interval.
         seed: bootstrap seed.
     """
@@ -58,6 +59,7 @@ class EvaluateConfig:
     address: str | None = None
     bootstrap: int = 1000
     seed: int = 0
+    metrics_port: int | None = None
 
 
 def suspect_rates(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[str, float]:
@@ -99,15 +101,26 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     sets = {name: load_fingerprint_set(uri) for name, uri in config.fingerprints.items()}
     store = BenchStore(config.bench_uri)
     stems = {i: store.model_stem(i) for i in ids}
+    from nf_dist.telemetry.metrics import EVAL_SUSPECTS_QUERIED, serve_metrics
+
+    if config.metrics_port is not None:
+        serve_metrics(config.metrics_port)
+    answers: dict[str, dict[str, float]] = {}
     if config.engine == "ray":
         from nf_dist.ray_utils import init_ray
 
         init_ray(config.address)
         shared = ray.put(sets)
-        refs = {i: _suspect_task.remote(stems[i], shared) for i in ids}
-        answers = dict(zip(refs, ray.get(list(refs.values()))))
+        owners = {_suspect_task.remote(stems[i], shared): i for i in ids}
+        pending = list(owners)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            answers[owners[done[0]]] = ray.get(done[0])
+            EVAL_SUSPECTS_QUERIED.inc()
     else:
-        answers = {i: suspect_rates(stems[i], sets) for i in ids}
+        for i in ids:
+            answers[i] = suspect_rates(stems[i], sets)
+            EVAL_SUSPECTS_QUERIED.inc()
     rows = _rate_rows(bench, answers, set(config.generation_models))
     metrics = _metrics(rows, bench, config)
     _write(config.output_uri, rows, metrics)

@@ -46,6 +46,10 @@ LATENT_SUCCESS_RATIO = Gauge(
     "nf_latent_success_ratio", "Share of (model, image) pairs at their target label this step"
 )
 
+EVAL_SUSPECTS_QUERIED = Counter(
+    "nf_eval_suspects_queried_total", "Suspects an evaluation has queried (label-only)"
+)
+
 TUNE_TRIALS = Counter("nf_tune_trials_total", "Tune trials that ended", ["status"])
 TUNE_REPORTS = Counter("nf_tune_reports_total", "Intermediate objective reports from Tune trials")
 TUNE_BEST_OBJECTIVE = Gauge(

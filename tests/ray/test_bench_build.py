@@ -247,6 +247,9 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     )
     fingerprints = METHODS.get("clean")().generate(context, CleanConfig(num_fingerprints=32))
     save_fingerprint_set(fingerprints, str(tmp_path / "clean.parquet"))
+    from prometheus_client import REGISTRY
+
+    queried_before = REGISTRY.get_sample_value("nf_eval_suspects_queried_total") or 0.0
     results = {}
     for engine in ("ray", "local"):
         config = EvaluateConfig(
@@ -259,6 +262,8 @@ def test_evaluate_queries_every_suspect_on_both_engines(
         )
         results[engine] = evaluate(config)
     assert results["ray"] == results["local"]
+    queried = REGISTRY.get_sample_value("nf_eval_suspects_queried_total") or 0.0
+    assert queried - queried_before == 2 * SMOKE_IDS  # every suspect, on both engines
     rows = pq.read_table(tmp_path / "ray" / "rates.parquet").to_pylist()
     assert len(rows) == SMOKE_IDS
     assert all(0 <= r["rate"] <= 1 for r in rows)
