@@ -76,11 +76,31 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
         },
         "ablation": json.loads((ablation_eval / "ablation.json").read_text()),
     }
+    summary["wall_clock_s_from_time_logs"] = _time_logs()
     if (TUNE / "summary.json").exists():
         tune = json.loads((TUNE / "summary.json").read_text())
         summary["tune"] = {k: tune[k] for k in ("best_params", "test", "wall_s") if k in tune}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _time_logs() -> dict[str, float]:
+    """Wall clock of each command as `/usr/bin/time -v` logged it in
+    ``runs/experiments/cpu_<name>.log`` (how the recorded runs were made), where present."""
+    import re
+
+    wall = {}
+    for name in COMMANDS:
+        log = ROOT / "runs" / "experiments" / f"cpu_{name}.log"
+        found = (
+            re.search(r"Elapsed \(wall clock\) time .*?: ([\d:.]+)", log.read_text())
+            if log.exists()
+            else None
+        )
+        if found:
+            parts = [float(p) for p in found.group(1).split(":")]
+            wall[name] = round(sum(p * 60**i for i, p in enumerate(reversed(parts))), 1)
+    return wall
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from nf_dist.errors import FingerprintError
 from nf_dist.evaluate import EvaluateConfig, evaluate
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
-from nf_dist.jobs import FingerprintJobConfig, run_fingerprint
+from nf_dist.jobs import nested_fingerprint_job, run_fingerprint
 from nf_dist.storage.uri import join, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ class AblationConfig:
     output_uri: str = "runs/ablation"
     engine: Literal["local", "ray"] = "local"
     num_shards: int = 2
+    cpus_per_shard: float = 1.0
+    gpus_per_shard: float = 0.0
+    address: str | None = None
     bootstrap: int = 1000
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
@@ -69,16 +72,7 @@ def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict
             "discriminator": settings.discriminator,
             "discriminator_loss": settings.discriminator_loss,
         }
-        job = FingerprintJobConfig(
-            output_uri=uri,
-            gan_uri=config.gan_uri,
-            bench_uri=config.bench_uri,
-            positives=config.positives,
-            negatives=config.negatives,
-            engine=config.engine,
-            num_shards=config.num_shards,
-            fingerprint=settings,
-        )
+        job = nested_fingerprint_job(config, uri, config.gan_uri, settings)
         try:
             row["num_fingerprints"] = len(run_fingerprint(job, progress=progress))
             sets[name] = uri
@@ -96,6 +90,7 @@ def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict
                 generation_models=(*config.positives, *config.negatives),
                 output_uri=evaluation_uri,
                 engine=config.engine,
+                address=config.address,
                 bootstrap=config.bootstrap,
             )
         )

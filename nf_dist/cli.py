@@ -46,16 +46,29 @@ def _add_config_args(
 SMOKE_DIR = Path(__file__).parent / "configs" / "smoke"
 
 
-def _load(cls: type[T], args: argparse.Namespace, recipe: str, overrides: Sequence[str] = ()) -> T:
+def _load(
+    cls: type[T],
+    args: argparse.Namespace,
+    recipe: str,
+    overrides: Sequence[str] = (),
+    *,
+    record_in_output: bool = False,
+) -> T:
     """The command's config: its defaults, the smoke recipe with ``--smoke``, ``--config``, then
-    ``--set``; written beside the command's outputs by :func:`_record`."""
+    ``--set``. With ``record_in_output`` (commands whose ``output_uri`` is a folder) it is
+    recorded there as ``config.yaml``; other commands call :func:`_record` themselves."""
     base = None
     if getattr(args, "smoke", False):
         path = SMOKE_DIR / f"{recipe}.yaml"
         if not path.exists():
             raise NfDistError(f"`{recipe}` has no smoke recipe (looked for {path})")
         base = read_yaml(path)
-    return load_config(cls, args.config, [*args.overrides, *overrides], base=base)
+    config = load_config(cls, args.config, [*args.overrides, *overrides], base=base)
+    if record_in_output:
+        from nf_dist.storage.uri import join
+
+        _record(config, join(config.output_uri, "config.yaml"))  # type: ignore[attr-defined]
+    return config
 
 
 def _record(config: Any, uri: str) -> None:
@@ -294,10 +307,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from nf_dist.evaluate import EvaluateConfig, evaluate
-    from nf_dist.storage.uri import join
 
-    config = _load(EvaluateConfig, args, "evaluate")
-    _record(config, join(config.output_uri, "config.yaml"))
+    config = _load(EvaluateConfig, args, "evaluate", record_in_output=True)
     metrics = evaluate(config)
     for method, entry in metrics["methods"].items():
         for split in ("heldout", "all"):
@@ -314,10 +325,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _ablation(args: argparse.Namespace) -> int:
     from nf_dist.ablation import AblationConfig, run_ablation
-    from nf_dist.storage.uri import join
 
-    config = _load(AblationConfig, args, "ablation")
-    _record(config, join(config.output_uri, "config.yaml"))
+    config = _load(AblationConfig, args, "ablation", record_in_output=True)
     for row in run_ablation(config, progress=not args.no_progress):
         held = row.get("heldout_aruc")
         print(
@@ -329,10 +338,8 @@ def _ablation(args: argparse.Namespace) -> int:
 
 def _experiment(args: argparse.Namespace) -> int:
     from nf_dist.experiment import ExperimentConfig, run_experiment
-    from nf_dist.storage.uri import join
 
-    config = _load(ExperimentConfig, args, "experiment")
-    _record(config, join(config.output_uri, "config.yaml"))
+    config = _load(ExperimentConfig, args, "experiment", record_in_output=True)
     result = run_experiment(config, progress=not args.no_progress)
     print(f"{'set':<22} {'fingerprints':>12} {'held-out ARUC':>14} {'all ARUC':>9} {'detected':>9}")
     detected = result["stealth"].get("detection_rate", {})
@@ -354,10 +361,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from nf_dist.distributed.tuning import TuneJobConfig, run_tune
-    from nf_dist.storage.uri import join
 
-    config = _load(TuneJobConfig, args, "tune")
-    _record(config, join(config.output_uri, "config.yaml"))
+    config = _load(TuneJobConfig, args, "tune", record_in_output=True)
     summary = run_tune(config, progress=not args.no_progress)
     print(
         f"{summary['num_trials']} trials; best {summary['metric']} "

@@ -41,7 +41,7 @@ from nf_dist.fingerprint.fingerprint_set import (
 )
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
-from nf_dist.jobs import FingerprintJobConfig, model_uris, run_fingerprint
+from nf_dist.jobs import model_uris, nested_fingerprint_job, run_fingerprint
 from nf_dist.stealth import DetectorConfig, detection_rate, train_detector
 from nf_dist.storage.checkpoints import git_sha
 from nf_dist.storage.uri import exists, join, read_bytes, write_bytes_atomic
@@ -132,7 +132,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     Returns the evaluation metrics with ``sets`` (each set's record) and ``stealth`` added.
     """
     typed = validate(config)
-    model_uris(_fingerprint_job(config, "", None, NaturalFingerConfig()))  # ids exist
+    model_uris(nested_fingerprint_job(config, "", "", NaturalFingerConfig()))  # ids exist
     wall: dict[str, float] = {}
     started = time.perf_counter()
     splits = load_splits(config.data, with_query=False)
@@ -182,24 +182,6 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     return {**metrics, "sets": records, "stealth": stealth}
 
 
-def _fingerprint_job(
-    config: ExperimentConfig, output_uri: str, gan: str | None, settings: NaturalFingerConfig
-) -> FingerprintJobConfig:
-    return FingerprintJobConfig(
-        output_uri=output_uri,
-        gan_uri=config.gans.get(gan, "") if gan else "",
-        bench_uri=config.bench_uri,
-        positives=config.positives,
-        negatives=config.negatives,
-        engine=config.engine,
-        num_shards=config.num_shards,
-        cpus_per_shard=config.cpus_per_shard,
-        gpus_per_shard=config.gpus_per_shard,
-        address=config.address,
-        fingerprint=settings,
-    )
-
-
 def _ensure_set(
     config: ExperimentConfig,
     name: str,
@@ -228,7 +210,8 @@ def _ensure_set(
     record: dict[str, Any] = dict(wanted)
     try:
         if spec.method == "naturalfinger":
-            job = _fingerprint_job(config, uri, spec.gan, settings)
+            assert spec.gan is not None  # validate() requires a GAN for naturalfinger
+            job = nested_fingerprint_job(config, uri, config.gans[spec.gan], settings)
             record["num_fingerprints"] = len(run_fingerprint(job, progress=progress))
         else:
             fingerprints = generate_from_bench(

@@ -147,6 +147,27 @@ class FingerprintJobConfig:
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
 
+def nested_fingerprint_job(
+    source: Any, output_uri: str, gan_uri: str, settings: NaturalFingerConfig
+) -> FingerprintJobConfig:
+    """The fingerprint job a larger job runs (an experiment's set, an ablation variant, a Tune
+    trial): ``source``'s benchmark, models, engine, shard asks and address, with this output,
+    GAN and NaturalFinger settings."""
+    return FingerprintJobConfig(
+        output_uri=output_uri,
+        gan_uri=gan_uri,
+        bench_uri=source.bench_uri,
+        positives=source.positives,
+        negatives=source.negatives,
+        engine=source.engine,
+        num_shards=source.num_shards,
+        cpus_per_shard=source.cpus_per_shard,
+        gpus_per_shard=source.gpus_per_shard,
+        address=source.address,
+        fingerprint=settings,
+    )
+
+
 def model_uris(config: FingerprintJobConfig) -> tuple[list[str], list[str]]:
     """Checkpoint URIs of the positives and negatives: as given, or resolved from the ids of the
     benchmark at ``bench_uri`` (unknown ids are an error naming them)."""

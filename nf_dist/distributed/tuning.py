@@ -41,6 +41,7 @@ from nf_dist.data import DataConfig
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set
 from nf_dist.fingerprint.methods import METHODS
+from nf_dist.jobs import nested_fingerprint_job, run_fingerprint
 from nf_dist.metrics import matching_rate, summarize
 from nf_dist.storage.uri import absolute_uri, is_remote, join, write_bytes_atomic
 
@@ -265,8 +266,6 @@ def _trial(params: dict[str, Any], job: TuneJobConfig, split: ThreeWaySplit) -> 
         save_fingerprint_set(fingerprints, output)
         tune.report({**scorer.score(fingerprints), "step": 0})
         return
-    from nf_dist.jobs import run_fingerprint
-
     total = settings.steps
 
     def observe(step: int, snapshot: Any) -> None:
@@ -275,31 +274,13 @@ def _trial(params: dict[str, Any], job: TuneJobConfig, split: ThreeWaySplit) -> 
 
     try:
         run_fingerprint(
-            _fingerprint_job(job, output, settings),
+            nested_fingerprint_job(job, output, job.gan_uri, settings),
             progress=False,
             on_step=observe,
             placement_group=ray.util.get_current_placement_group(),
         )
     except FingerprintError as exc:  # the last report already scored the empty set
         logger.warning("trial %s kept no fingerprint: %s", trial_id, exc)
-
-
-def _fingerprint_job(job: TuneJobConfig, output_uri: str, settings: Any) -> Any:
-    from nf_dist.jobs import FingerprintJobConfig
-
-    return FingerprintJobConfig(
-        output_uri=output_uri,
-        gan_uri=absolute_uri(job.gan_uri),
-        bench_uri=absolute_uri(job.bench_uri),
-        positives=job.positives,
-        negatives=job.negatives,
-        engine=job.engine,
-        num_shards=job.num_shards,
-        cpus_per_shard=job.cpus_per_shard,
-        gpus_per_shard=job.gpus_per_shard,
-        address=job.address,
-        fingerprint=settings,
-    )
 
 
 def _generate_baseline(job: TuneJobConfig, settings: Any, progress: bool) -> FingerprintSet:
@@ -502,7 +483,9 @@ def _export_best(config: TuneJobConfig, tuned: Any) -> str:
     """The best settings as a YAML the matching command accepts as it is."""
     if config.method == "naturalfinger":
         uri = join(config.output_uri, "best_fingerprint.yaml")
-        job = _fingerprint_job(config, join(config.output_uri, "best_fingerprint.parquet"), tuned)
+        job = nested_fingerprint_job(
+            config, join(config.output_uri, "best_fingerprint.parquet"), config.gan_uri, tuned
+        )
         write_bytes_atomic(uri, dump_yaml(job).encode())
     else:
         uri = join(config.output_uri, "best_config.yaml")
@@ -516,14 +499,14 @@ def _score_on_test(
 ) -> dict[str, Any]:
     """Generate with the tuned and the base settings; evaluate both on the test suspects only."""
     from nf_dist.evaluate import EvaluateConfig, evaluate
-    from nf_dist.jobs import run_fingerprint
 
     sets = {}
     for label, settings in (("tuned", tuned), ("base", method_settings(config, {}))):
         uri = join(config.output_uri, "test", f"{label}.parquet")
         try:
             if config.method == "naturalfinger":
-                run_fingerprint(_fingerprint_job(config, uri, settings), progress=progress)
+                job = nested_fingerprint_job(config, uri, config.gan_uri, settings)
+                run_fingerprint(job, progress=progress)
             else:
                 save_fingerprint_set(_generate_baseline(config, settings, progress), uri)
             sets[label] = uri
