@@ -25,7 +25,7 @@ from benchmarks.common import machine
 from nf_dist import bench
 from nf_dist.distributed.sharded import RayModelGradients
 from nf_dist.fingerprint.losses import cw_loss
-from nf_dist.fingerprint.naturalfinger import LocalModelGradients, StepPlan
+from nf_dist.fingerprint.naturalfinger import LocalModelGradients, Objective, StepPlan
 from nf_dist.fingerprint.stacked import StackedModels
 from nf_dist.fingerprint.transforms import TransformSpec, apply_transform
 from nf_dist.models.gan.train import load_gan
@@ -70,7 +70,9 @@ def main() -> None:
     y_gen, y_orig, y_adv = labels
     plan = StepPlan((0, 1, 2, 3), (0, 1, 2, 3), TransformSpec("identity", {}), 0)
 
-    reference = LocalModelGradients(generator, positives, negatives, y_gen, y_orig, y_adv, 50.0)
+    reference = LocalModelGradients(
+        generator, positives, negatives, y_gen, y_orig, y_adv, Objective(50.0)
+    )
     reference_s = timed(lambda: reference(z, plan), args.repeats)
 
     def authors_loop() -> torch.Tensor:
@@ -94,7 +96,7 @@ def main() -> None:
             [store_uris[i] for i in NEGATIVES],
             shards,
             labels,
-            50.0,
+            Objective(50.0),
         )
         engine.wait_ready()
         ray_s[shards] = timed(lambda engine=engine: engine(z, plan), args.repeats)

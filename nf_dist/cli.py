@@ -302,6 +302,17 @@ def _bench(args: argparse.Namespace) -> int:
         f"already there {len(report.skipped)}, retries {report.retries}, "
         f"{report.wall_s:.0f}s"
     )
+    below = report.below_floor
+    if below:
+        print(
+            f"{len(below)} model(s) below their accuracy floor (a weak attack is not a "
+            "credible theft; strengthen their recipes in the catalog):"
+        )
+        for check in below:
+            print(
+                f"  {check.id:<34} test acc {check.test_accuracy:.3f} < floor {check.floor:.3f} "
+                f"(of {check.reference})"
+            )
     return 0
 
 

@@ -5,10 +5,13 @@ per suspect, the sets shared through the object store). The models that generate
 fingerprints are named in the config and kept apart: headline metrics are on the held-out
 suspects, all-model metrics beside them, and the split is written into every result.
 
-Outputs under ``output_uri``: ``rates.parquet`` (method, suspect id, role, attack, params, arch,
-use, rate), ``margins.parquet`` (per method and positive: its rate minus its mirror negative's) and
-``metrics.json`` (per method and split: ARUC with a bootstrap interval, ROC AUC, TPR at 1% and 5%
-FPR, the perfect-separation width; mean margin per attack; the split).
+Outputs under ``output_uri``: ``answers.parquet`` (method, suspect id, the suspect's top-1 label
+for every fingerprint in the set's order), ``rates.parquet`` (method, suspect id, role, attack,
+params, arch, use, rate), ``margins.parquet`` (per method and positive: its rate minus its mirror
+negative's), ``budgets.parquet`` (per method, query budget B and split: the metrics when only the
+first B fingerprints are asked, from the same answers; B = the set's size reproduces the headline)
+and ``metrics.json`` (per method and split: ARUC with a bootstrap interval, ROC AUC, TPR at 1% and
+5% FPR, the perfect-separation width; mean margin per attack; the split; the budget curves).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class EvaluateConfig:
         metrics_port: serve ``nf_eval_suspects_queried_total`` on this port (0: any free one).
         bootstrap: resamples for the ARUC interval.
         seed: bootstrap seed.
+        budgets: query budgets B for the budget curves (the first B fingerprints of every set;
+            each must be at most the smallest set's size); the full set is always scored.
     """
 
     bench_uri: str = ""
@@ -60,28 +65,45 @@ class EvaluateConfig:
     bootstrap: int = 1000
     seed: int = 0
     metrics_port: int | None = None
+    budgets: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(b < 1 for b in self.budgets):
+            raise ConfigError(f"evaluate.budgets must be positive counts, got {list(self.budgets)}")
 
 
-def suspect_rates(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[str, float]:
-    """One suspect's matching rate on each set; it is only ever asked for labels."""
+def suspect_answers(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[str, np.ndarray]:
+    """One suspect's top-1 label for every fingerprint of each set; it is only asked for labels."""
     from nf_dist.models.checkpoint import load_classifier
     from nf_dist.models.training import predict
 
     model, _ = load_classifier(model_stem)
-    return {
-        name: matching_rate(predict(model, fingerprints.inputs()), fingerprints.y_orig)
-        for name, fingerprints in sets.items()
-    }
+    return {name: predict(model, fingerprints.inputs()) for name, fingerprints in sets.items()}
 
 
 @ray.remote(num_cpus=1)
 def _suspect_task(
     model_stem: str, sets: dict[str, FingerprintSet]
-) -> dict[str, float]:  # pragma: no cover - runs in a Ray worker
+) -> dict[str, np.ndarray]:  # pragma: no cover - runs in a Ray worker
     import torch
 
     torch.set_num_threads(1)
-    return suspect_rates(model_stem, sets)
+    return suspect_answers(model_stem, sets)
+
+
+def check_budgets(budgets: tuple[int, ...], sets: dict[str, FingerprintSet]) -> None:
+    """Every budget must fit every set (a budget is the first B fingerprints).
+
+    Raises:
+        ConfigError: naming the budget, the set and its size.
+    """
+    for name, fingerprints in sets.items():
+        too_large = [b for b in budgets if b > len(fingerprints)]
+        if too_large:
+            raise ConfigError(
+                f"evaluate.budgets: budget {too_large[0]} is larger than set {name!r} "
+                f"({len(fingerprints)} fingerprints); lower the budget or make the set larger"
+            )
 
 
 def evaluate(config: EvaluateConfig) -> dict[str, Any]:
@@ -99,13 +121,14 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"generation model {unknown[0]!r} is not in {config.bench_uri}")
     sets = {name: load_fingerprint_set(uri) for name, uri in config.fingerprints.items()}
+    check_budgets(config.budgets, sets)
     store = BenchStore(config.bench_uri)
     stems = {i: store.model_stem(i) for i in ids}
     from nf_dist.telemetry.metrics import EVAL_SUSPECTS_QUERIED, serve_metrics
 
     if config.metrics_port is not None:
         serve_metrics(config.metrics_port)
-    answers: dict[str, dict[str, float]] = {}
+    answers: dict[str, dict[str, np.ndarray]] = {}
     if config.engine == "ray":
         from nf_dist.ray_utils import init_ray
 
@@ -119,20 +142,80 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             EVAL_SUSPECTS_QUERIED.inc()
     else:
         for i in ids:
-            answers[i] = suspect_rates(stems[i], sets)
+            answers[i] = suspect_answers(stems[i], sets)
             EVAL_SUSPECTS_QUERIED.inc()
-    rows = _rate_rows(bench, answers, set(config.generation_models))
+    generation = set(config.generation_models)
+    rows = _rate_rows(bench, answers, sets, generation)
     metrics = _metrics(rows, bench, config)
-    _write(config.output_uri, rows, metrics)
+    budgets = budget_rows(bench, answers, sets, generation, config.budgets)
+    for row in budgets:
+        if row["split"] == "heldout":
+            entry = metrics["methods"][row["method"]].setdefault("budgets", {})
+            entry[str(row["budget"])] = {k: row[k] for k in BUDGET_METRICS}
+    _write(config.output_uri, rows, metrics, _answer_rows(answers), budgets)
     return metrics
 
 
+#: The metrics of a budget curve.
+BUDGET_METRICS = ("aruc", "roc_auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr")
+
+
+def budget_rows(
+    bench: Benchmark,
+    answers: dict[str, dict[str, np.ndarray]],
+    sets: dict[str, FingerprintSet],
+    generation: set[str],
+    budgets: tuple[int, ...],
+) -> list[dict[str, Any]]:
+    """Per method, budget and split, the metrics on the first B fingerprints' answers; the
+    set's own size is always among the budgets (the headline)."""
+    roles = {r["id"]: r["role"] for r in bench.manifest.to_pylist()}
+    out = []
+    for method, fingerprints in sets.items():
+        for budget in sorted({*budgets, len(fingerprints)}):
+            expected = fingerprints.y_orig[:budget]
+            rates = {
+                suspect: matching_rate(labels[method][:budget], expected)
+                for suspect, labels in answers.items()
+            }
+            for split, members in (
+                ("heldout", [s for s in rates if s not in generation]),
+                ("all", list(rates)),
+            ):
+                pos = [rates[s] for s in members if roles[s] == "positive"]
+                neg = [rates[s] for s in members if roles[s] == "negative"]
+                if pos and neg:
+                    summary = summarize(pos, neg)
+                    out.append(
+                        {
+                            "method": method,
+                            "budget": budget,
+                            "full_set": budget == len(fingerprints),
+                            "split": split,
+                            **{k: summary[k] for k in BUDGET_METRICS},
+                        }
+                    )
+    return out
+
+
+def _answer_rows(answers: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+    return [
+        {"method": method, "suspect": suspect, "labels": labels.astype(np.int16).tolist()}
+        for suspect, by_method in answers.items()
+        for method, labels in by_method.items()
+    ]
+
+
 def _rate_rows(
-    bench: Benchmark, answers: dict[str, dict[str, float]], generation: set[str]
+    bench: Benchmark,
+    answers: dict[str, dict[str, np.ndarray]],
+    sets: dict[str, FingerprintSet],
+    generation: set[str],
 ) -> list[dict[str, Any]]:
     rows = []
     for row in bench.manifest.to_pylist():
-        for method, rate in answers[row["id"]].items():
+        for method, labels in answers[row["id"]].items():
+            rate = matching_rate(labels, sets[method].y_orig)
             rows.append(
                 {
                     "method": method,
@@ -214,7 +297,15 @@ def _parquet(rows: list[dict[str, Any]]) -> bytes:
     return sink.getvalue()
 
 
-def _write(output_uri: str, rows: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+def _write(
+    output_uri: str,
+    rows: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    answers: list[dict[str, Any]],
+    budgets: list[dict[str, Any]],
+) -> None:
+    write_bytes_atomic(join(output_uri, "answers.parquet"), _parquet(answers))
+    write_bytes_atomic(join(output_uri, "budgets.parquet"), _parquet(budgets))
     write_bytes_atomic(join(output_uri, "rates.parquet"), _parquet(rows))
     margins = margin_rows(rows)
     if margins:
@@ -222,4 +313,4 @@ def _write(output_uri: str, rows: list[dict[str, Any]], metrics: dict[str, Any])
     write_bytes_atomic(
         join(output_uri, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True).encode()
     )
-    logger.info("wrote %s/{rates,margins}.parquet and metrics.json", output_uri)
+    logger.info("wrote %s/{answers,rates,margins,budgets}.parquet and metrics.json", output_uri)

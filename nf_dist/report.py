@@ -57,6 +57,52 @@ def curves_plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def budget_plot(budgets: list[dict[str, Any]], path: Path) -> bool:
+    """Held-out ARUC, ROC AUC and TPR at 1% FPR against the query budget, one line per method;
+    False if the evaluation has no budget curve."""
+    held = [b for b in budgets if b["split"] == "heldout"]
+    if not held:
+        return False
+    names = (("aruc", "ARUC"), ("roc_auc", "ROC AUC"), ("tpr_at_1pct_fpr", "TPR at 1% FPR"))
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
+    for ax, (key, title) in zip(axes, names):
+        for method in sorted({b["method"] for b in held}):
+            points = sorted((b["budget"], b[key]) for b in held if b["method"] == method)
+            ax.plot(*zip(*points), marker="o", markersize=3, label=method)
+        ax.set_xscale("log")
+        ax.set_xlabel("queries (first B fingerprints)")
+        ax.set_title(title)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def budget_table(budgets: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: held-out ARUC / ROC AUC / TPR@1%FPR per method (rows) and budget."""
+    held = [b for b in budgets if b["split"] == "heldout"]
+    ladder = sorted({b["budget"] for b in held if not b["full_set"]})
+    lines = [
+        "| method | " + " | ".join(f"B={b}" for b in ladder) + " | full set |",
+        "|---|" + "---|" * (len(ladder) + 1),
+    ]
+    for method in sorted({b["method"] for b in held}):
+        cells = {b["budget"]: b for b in held if b["method"] == method and not b["full_set"]}
+        full = next(b for b in held if b["method"] == method and b["full_set"])
+        row = [
+            "{aruc:.3f} / {roc_auc:.3f} / {tpr_at_1pct_fpr:.2f}".format(**cells[b])
+            if b in cells
+            else "-"
+            for b in ladder
+        ]
+        row.append("{aruc:.3f} / {roc_auc:.3f} / {tpr_at_1pct_fpr:.2f}".format(**full))
+        row[-1] += f" (B={full['budget']})"
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return lines
+
+
 def margins_plot(margins: list[dict[str, Any]], key: str, path: Path, attacks: set[str]) -> bool:
     """Mean margin (positive minus its mirror) per ``key`` value and method; False if no data."""
     chosen = [m for m in margins if m["attack"] in attacks] if attacks else margins
@@ -116,6 +162,11 @@ def write_report(
             )
     curves_plot(rows, out / "curves.png")
     lines += ["", "## Robustness and uniqueness (held-out suspects)", "", "![](curves.png)"]
+    budgets = _table(join(evaluation_uri, "budgets.parquet"))
+    if budget_plot(budgets, out / "budgets.png"):
+        lines += ["", "## Query budgets (held-out suspects; the first B fingerprints)", ""]
+        lines += ["![](budgets.png)", "", "Cells: ARUC / ROC AUC / TPR at 1% FPR.", ""]
+        lines += budget_table(budgets)
     if margins_plot(margins, "attack", out / "margins_attack.png", set()):
         lines += ["", "## Margins by attack (positive minus its mirror)", ""]
         lines += ["![](margins_attack.png)", ""]

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from nf_dist import __version__
 from nf_dist.bench.catalog import Profile, load_profile
+from nf_dist.bench.floors import FloorCheck, check_floors, source_id
 from nf_dist.bench.store import BenchStore
 from nf_dist.config import to_dict
 from nf_dist.data.config import Splits, load_splits
@@ -78,6 +79,12 @@ class BuildReport:
     wall_s: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
     metrics_port: int | None = None
+    floors: list[FloorCheck] = field(default_factory=list)
+
+    @property
+    def below_floor(self) -> list[FloorCheck]:
+        """Built models below their accuracy floor (see :mod:`nf_dist.bench.floors`)."""
+        return [check for check in self.floors if check.below]
 
 
 def row_key(model: ZooModel) -> str:
@@ -220,7 +227,18 @@ def build_bench(config: BuildConfig) -> BuildReport:
     report.rows = [committed[m.id] for m in todo if m.id in committed]
     # Rows of models outside this build (``--only``) still belong in the manifest.
     others = _committed_rows(store, [m for m in profile.models if m.id not in committed])
-    store.write_manifest([*others.values(), *committed.values()])
+    manifest = [*others.values(), *committed.values()]
+    store.write_manifest(manifest)
+    if any(r["id"] == source_id(profile.plan()) for r in manifest):
+        report.floors = check_floors(manifest, profile.floors, profile.floor_exempt)
+    for check in report.below_floor:
+        logger.warning(
+            "%s: test accuracy %.3f is below its floor %.3f (of %s); strengthen its recipe",
+            check.id,
+            check.test_accuracy,
+            check.floor,
+            check.reference,
+        )
     report.wall_s = time.perf_counter() - started
     if report.failed:
         first, reason = next(iter(report.failed.items()))

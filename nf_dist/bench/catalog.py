@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nf_dist.bench.attacks import ATTACKS
+from nf_dist.bench.floors import FloorFactors
 from nf_dist.config import from_dict, merge, read_yaml, to_dict
 from nf_dist.data.config import DataConfig
 from nf_dist.errors import ConfigError
@@ -66,6 +67,8 @@ class CatalogRow:
     data_half: Literal["a", "b"] = "a"
     seed: int = 0
     mirror_of: str | None = None
+    floor_exempt: bool = False
+    floor_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,29 @@ class ProfileFile:
     width: float = 1.0
     stem_stride: int = 1
     arch_width: dict[str, float] = field(default_factory=dict)
+    arch_stem_stride: dict[str, int] = field(default_factory=dict)
+    arch_train: dict[str, dict[str, Any]] = field(default_factory=dict)
     recipes: dict[str, Recipe] = field(default_factory=dict)
     models: tuple[CatalogRow, ...] = ()
     choices: dict[str, Any] = field(default_factory=dict)
+    floors: FloorFactors = field(default_factory=FloorFactors)
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A resolved benchmark profile: data settings and the models in build order."""
+    """A resolved benchmark profile: data settings and the models in build order.
+
+    ``floors`` and ``floor_exempt`` (id -> reason) define the accuracy floors
+    (:mod:`nf_dist.bench.floors`).
+    """
 
     name: str
     description: str
     data: DataConfig
     models: tuple[ZooModel, ...]
     choices: dict[str, Any]
+    floors: FloorFactors = field(default_factory=FloorFactors)
+    floor_exempt: dict[str, str] = field(default_factory=dict)
 
     def by_id(self) -> dict[str, ZooModel]:
         """The models keyed by id."""
@@ -148,6 +160,7 @@ def resolve(spec: ProfileFile) -> Profile:
         raise ConfigError(f"catalog {spec.name}: model id {duplicates[0]!r} appears twice")
     for row in spec.models:
         _check_row(row, rows, spec, known_archs)
+    _check_arch_settings(spec, known_archs)
     order = _build_order(spec.models)
     resolved: dict[str, ZooModel] = {}
     for model_id in order:
@@ -164,8 +177,10 @@ def resolve(spec: ProfileFile) -> Profile:
             width=resolved[row.parent].width
             if row.arch is None and row.parent
             else spec.arch_width.get(arch, spec.width),
-            stem_stride=spec.stem_stride,
-            train=replace(recipe.train, seed=row.seed),
+            stem_stride=resolved[row.parent].stem_stride
+            if row.arch is None and row.parent
+            else spec.arch_stem_stride.get(arch, spec.stem_stride),
+            train=_row_train(recipe.train, row, spec),
             params=dict(row.params),
             seed=row.seed,
             recipe=row.recipe,
@@ -174,8 +189,48 @@ def resolve(spec: ProfileFile) -> Profile:
             num_gpus=recipe.resources.num_gpus,
         )
     return Profile(
-        spec.name, spec.description, spec.data, tuple(resolved[i] for i in order), spec.choices
+        spec.name,
+        spec.description,
+        spec.data,
+        tuple(resolved[i] for i in order),
+        spec.choices,
+        spec.floors,
+        {row.id: row.floor_reason for row in spec.models if row.floor_exempt},
     )
+
+
+def _row_train(train: TrainConfig, row: CatalogRow, spec: ProfileFile) -> TrainConfig:
+    """The recipe's training settings for ``row``: its seed, and for rows that name their
+    architecture (trained from scratch or as students) the profile's ``arch_train`` settings."""
+    overrides = spec.arch_train.get(row.arch, {}) if row.arch is not None else {}
+    return replace(train, **{**overrides, "seed": row.seed})
+
+
+def _check_arch_settings(spec: ProfileFile, known_archs: set[str]) -> None:
+    train_fields = set(TrainConfig.__dataclass_fields__) - {"seed"}
+    tables: dict[str, dict[str, Any]] = {
+        "arch_width": spec.arch_width,
+        "arch_stem_stride": spec.arch_stem_stride,
+        "arch_train": spec.arch_train,
+    }
+    for name, table in tables.items():
+        unknown = sorted(set(table) - known_archs)
+        if unknown:
+            raise ConfigError(
+                f"catalog {spec.name}: {name} names unknown architecture {unknown[0]!r}; "
+                f"known: {sorted(known_archs)}"
+            )
+    for arch, overrides in spec.arch_train.items():
+        bad = sorted(set(overrides) - train_fields)
+        if bad:
+            raise ConfigError(
+                f"catalog {spec.name}: arch_train.{arch} sets unknown training field {bad[0]!r}; "
+                f"known: {sorted(train_fields)}"
+            )
+        try:
+            replace(TrainConfig(), **overrides)
+        except TypeError as exc:
+            raise ConfigError(f"catalog {spec.name}: arch_train.{arch}: {exc}") from None
 
 
 def _check_row(
@@ -207,6 +262,8 @@ def _check_row(
             f"{where}: attack {row.attack!r} has no parameter {unknown[0]!r}; "
             f"it takes {list(attack.param_names)}"
         )
+    if row.floor_exempt and not row.floor_reason.strip():
+        raise ConfigError(f"{where}: floor_exempt needs a floor_reason saying why")
     if row.mirror_of is not None:
         target = rows.get(row.mirror_of)
         if target is None or target.role != "positive" or row.role != "negative":

@@ -29,7 +29,12 @@ import ray
 import torch
 
 from nf_dist.errors import ConfigError, FingerprintError
-from nf_dist.fingerprint.naturalfinger import ModelStep, StepPlan, partial_model_gradient
+from nf_dist.fingerprint.naturalfinger import (
+    ModelStep,
+    Objective,
+    StepPlan,
+    partial_model_gradient,
+)
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
 from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX
@@ -90,7 +95,7 @@ class ShardActor:
         positive_uris: dict[int, str],
         negative_uris: dict[int, str],
         labels: tuple[np.ndarray, np.ndarray, np.ndarray],
-        k: float,
+        objective: Objective,
         num_threads: int = 1,
     ) -> None:
         torch.set_num_threads(num_threads)
@@ -108,7 +113,7 @@ class ShardActor:
             name: torch.as_tensor(np.array(array), device=self.device)
             for name, array in zip(("y_gen", "y_orig", "y_adv"), labels)
         }
-        self.k = k
+        self.objective = objective
 
     def ready(self) -> tuple[int, int]:
         """A readiness check: (shard id, process id)."""
@@ -133,7 +138,7 @@ class ShardActor:
             [self.negatives[i] for i in negatives],
             self.targets["y_orig"],
             self.targets["y_adv"],
-            self.k,
+            self.objective,
             num_positive,
             num_negative,
         )
@@ -158,7 +163,7 @@ class RayModelGradients:
         negative_uris: Sequence[str],
         num_shards: int,
         labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        k: float,
+        objective: Objective,
         *,
         num_cpus_per_shard: float = 1.0,
         num_gpus_per_shard: float = 0.0,
@@ -211,7 +216,7 @@ class RayModelGradients:
                 {i: positive_uris[i] for i in spec.positives},
                 {i: negative_uris[i] for i in spec.negatives},
                 tuple(label.numpy() for label in labels),
-                k,
+                objective,
                 max(1, int(num_cpus_per_shard)),
             )
             for shard_id, spec in enumerate(self.shards)
@@ -323,7 +328,7 @@ def ray_engine_factory(
             [absolute_uri(u) for u in negative_uris],
             config.num_shards,
             (y_gen, y_orig, y_adv),
-            config.fingerprint.k,
+            Objective.of(config.fingerprint),
             num_cpus_per_shard=config.cpus_per_shard,
             num_gpus_per_shard=config.gpus_per_shard,
             placement_group=placement_group,

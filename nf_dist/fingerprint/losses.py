@@ -38,6 +38,19 @@ def cw_loss(logits: torch.Tensor, target: torch.Tensor, k: float) -> torch.Tenso
     return torch.clamp(others.max(dim=1).values - target_logit, min=-k)
 
 
+def cw_away_loss(logits: torch.Tensor, source: torch.Tensor, k: float) -> torch.Tensor:
+    """Untargeted CW loss per sample: max(Z_s - max_{i != s} Z_i, -k), low once any class other
+    than ``source`` wins by k. Shapes as :func:`cw_loss`.
+
+    Example:
+        >>> cw_away_loss(torch.tensor([[1.0, 3.0, 0.0]]), torch.tensor([1]), k=50.0)
+        tensor([2.])
+    """
+    source_logit = logits.gather(1, source[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(source, logits.shape[1]).bool(), float("-inf"))
+    return torch.clamp(source_logit - others.max(dim=1).values, min=-k)
+
+
 def discriminator_loss(scores: torch.Tensor, mode: str = "generator_hinge") -> torch.Tensor:
     """Per-sample discriminator term from scores ``(N,)`` (hinge convention: real is high)."""
     if mode == "generator_hinge":

@@ -38,7 +38,12 @@ from tqdm.auto import tqdm
 
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
-from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES, cw_loss, discriminator_loss
+from nf_dist.fingerprint.losses import (
+    DISCRIMINATOR_LOSSES,
+    cw_away_loss,
+    cw_loss,
+    discriminator_loss,
+)
 from nf_dist.fingerprint.transforms import (
     TRANSFORM_NAMES,
     TransformSpec,
@@ -72,6 +77,26 @@ class NaturalFingerConfig:
         transform_strength: scales the optimisation's transformations (noise sd, largest shift
             and shear; 1 is the paper's). Screening always uses the paper's.
         discriminator: trick 3; off drops the discriminator term.
+        reduction: how the per-image losses combine (paper and code: ``mean``). The CW and D
+            terms are means over the N latents and each image depends only on its own latent, so
+            under ``mean`` a latent moves lr/N per step: the same lr means a smaller step for a
+            larger set. ``sum`` makes ``lr`` the per-latent step, whatever N is.
+        latent_max_norm: after every step, latents longer than this multiple of sqrt(z_dim) (the
+            prior's typical norm) are scaled back onto that sphere, keeping G where it was
+            trained (paper: no bound, None).
+        candidate_classes: generator classes of the candidates and the initial selection;
+            ``balanced`` draws classes round-robin and picks the initial samples evenly over
+            y_orig so fingerprints cover many decision boundaries (paper: ``random``).
+        negative_objective: ``adversarial`` pushes negatives onto y_adv (the paper);
+            ``away`` pushes them off y_orig (CW margin of y_orig over the best other class),
+            which is what verification tests.
+        screen_negatives: ``adversarial`` keeps an image when every negative answers y_adv (the
+            paper); ``not_original`` when no negative answers y_orig.
+        screen_transforms: the transformations screening applies (paper: all five).
+        screen_draws: fresh parameter draws per transformation (paper: one per run; a single
+            draw's luck moves survival several-fold).
+        screen_min_pass: share of the transformed views an image must pass; the plain image
+            (what a suspect is queried with) must always pass (paper: 1.0, every view).
         batch_size: images per forward pass in selection, labelling and screening.
         seed: seeds latents, labels, the model schedule and the transformations.
     """
@@ -95,6 +120,14 @@ class NaturalFingerConfig:
     input_transforms: bool = True
     transform_strength: float = 1.0
     discriminator: bool = True
+    reduction: Literal["sum", "mean"] = "mean"
+    latent_max_norm: float | None = None
+    candidate_classes: Literal["balanced", "random"] = "random"
+    negative_objective: Literal["adversarial", "away"] = "adversarial"
+    screen_negatives: Literal["adversarial", "not_original"] = "adversarial"
+    screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
+    screen_draws: int = 1
+    screen_min_pass: float = 1.0
     batch_size: int = 500
     seed: int = 0
 
@@ -124,6 +157,44 @@ class NaturalFingerConfig:
             )
         if self.num_optimised > self.num_candidates:
             raise ConfigError("fingerprint.num_optimised cannot exceed fingerprint.num_candidates")
+        choices = {
+            "reduction": ("sum", "mean"),
+            "candidate_classes": ("balanced", "random"),
+            "negative_objective": ("adversarial", "away"),
+            "screen_negatives": ("adversarial", "not_original"),
+            "adversarial_label_models": ("negative", "positive"),
+            "discriminator_label": ("generator", "random"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"fingerprint.{name} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if self.latent_max_norm is not None and not self.latent_max_norm > 0:
+            raise ConfigError(
+                "fingerprint.latent_max_norm must be positive (a multiple of sqrt(z_dim)) "
+                "or null for no bound"
+            )
+        if not self.screen_transforms:
+            raise ConfigError(
+                "fingerprint.screen_transforms names no transformation; list at least one of "
+                f"{', '.join(TRANSFORM_NAMES)} (identity screens the plain image only)"
+            )
+        unknown = sorted(set(self.screen_transforms) - set(TRANSFORM_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"fingerprint.screen_transforms: unknown transformation {unknown[0]!r}; "
+                f"known: {', '.join(TRANSFORM_NAMES)}"
+            )
+        if self.screen_draws < 1:
+            raise ConfigError(
+                f"fingerprint.screen_draws must be at least 1, got {self.screen_draws}"
+            )
+        if not 0 < self.screen_min_pass <= 1:
+            raise ConfigError(
+                f"fingerprint.screen_min_pass must be in (0, 1], got {self.screen_min_pass}"
+            )
 
 
 @dataclass(frozen=True)
@@ -197,11 +268,31 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 def draw_candidates(
     z_dim: int, num_classes: int, config: NaturalFingerConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latents ``(num_candidates, z_dim)`` ~ N(0, I) and generator classes, from the seed."""
+    """Latents ``(num_candidates, z_dim)`` ~ N(0, I) and generator classes, from the seed.
+
+    Classes are uniform draws (``candidate_classes: random``, the paper's) or a shuffled
+    round-robin over the classes (``balanced``), so every class has its share of candidates.
+    """
     gen = torch.Generator().manual_seed(config.seed)
     z = torch.randn(config.num_candidates, z_dim, generator=gen)
-    y = torch.randint(0, num_classes, (config.num_candidates,), generator=gen)
+    if config.candidate_classes == "balanced":
+        cycle = torch.arange(config.num_candidates) % num_classes
+        y = cycle[torch.randperm(config.num_candidates, generator=gen)]
+    else:
+        y = torch.randint(0, num_classes, (config.num_candidates,), generator=gen)
     return z, y
+
+
+def balanced_pick(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """Up to ``count`` positions of ``labels`` taken round-robin over its classes (each class in
+    its original order), returned in ascending order: the initial samples spread over y_orig."""
+    queues = [torch.nonzero(labels == c).squeeze(1).tolist() for c in labels.unique().tolist()]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < count and any(depth < len(q) for q in queues):
+        picked.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return torch.tensor(sorted(picked[:count]), dtype=torch.long)
 
 
 def select_initial(
@@ -219,7 +310,11 @@ def select_initial(
     images = generate_images(generator, z, y, config.batch_size)
     votes = predictions(positives, images, config.batch_size)
     agree = (votes == votes[0]).all(dim=0)
-    chosen = torch.nonzero(agree).squeeze(1)[: config.num_optimised]
+    agreeing = torch.nonzero(agree).squeeze(1)
+    if config.candidate_classes == "balanced":
+        chosen = agreeing[balanced_pick(votes[0, agreeing], config.num_optimised)]
+    else:
+        chosen = agreeing[: config.num_optimised]
     logger.info(
         "initial selection: %d of %d candidates agree on all %d positives",
         int(agree.sum()),
@@ -321,18 +416,45 @@ class GroupLoss:
     hits: torch.Tensor
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What the step's classifiers are pushed toward; every engine computes the same loss.
+
+    Attributes:
+        k: CW confidence.
+        negatives_away: push negatives off y_orig (``negative_objective: away``) instead of onto
+            y_adv (the paper's).
+    """
+
+    k: float = 50.0
+    negatives_away: bool = False
+
+    @classmethod
+    def of(cls, config: NaturalFingerConfig) -> Objective:
+        """The objective a config asks for."""
+        return cls(config.k, config.negative_objective == "away")
+
+
 def model_group_loss(
-    models: Sequence[nn.Module], images: torch.Tensor, target: torch.Tensor, k: float
+    models: Sequence[nn.Module],
+    images: torch.Tensor,
+    target: torch.Tensor,
+    k: float,
+    *,
+    away: bool = False,
 ) -> GroupLoss:
-    """CW losses of ``models`` on ``images`` towards ``target``, with per-model diagnostics."""
+    """CW losses of ``models`` on ``images`` towards ``target`` (or, with ``away``, off it),
+    with per-model diagnostics (``hits``: share at the target, or off it)."""
     total = images.new_zeros(())
     losses, hits = [], []
     for model in models:
         logits = model(images)
-        loss = cw_loss(logits, target, k).mean()
+        per_image = cw_away_loss(logits, target, k) if away else cw_loss(logits, target, k)
+        loss = per_image.mean()
         total = total + loss
         losses.append(loss.detach())
-        hits.append((logits.argmax(1) == target).float().mean().detach())
+        at_target = logits.argmax(1) == target
+        hits.append((~at_target if away else at_target).float().mean().detach())
     empty = images.new_zeros(0)
     return GroupLoss(
         total,
@@ -359,14 +481,33 @@ def screen(
     y_adv: torch.Tensor,
     config: NaturalFingerConfig,
 ) -> torch.Tensor:
-    """Boolean mask of images that pass under every one of the five transformations."""
+    """Boolean mask of the images that survive screening.
+
+    A view of an image (the plain image, or one drawn transformation of it) passes when every
+    positive model answers y_orig and the negatives answer as ``screen_negatives`` asks (all
+    y_adv, or none y_orig). An image survives when its plain view passes and at least
+    ``screen_min_pass`` of its transformed views do (``screen_draws`` draws of each of
+    ``screen_transforms``). The paper's screen is one draw of each of the five, all passing.
+    """
     rng = np.random.default_rng(config.seed + 3)
-    keep = y_orig != y_adv
-    for name in TRANSFORM_NAMES:
-        transformed = apply_transform(images, sample_params(name, rng))
-        keep &= (predictions(positives, transformed, config.batch_size) == y_orig).all(dim=0)
-        keep &= (predictions(negatives, transformed, config.batch_size) == y_adv).all(dim=0)
-    return keep
+
+    def passes(view: torch.Tensor) -> torch.Tensor:
+        ok = (predictions(positives, view, config.batch_size) == y_orig).all(dim=0)
+        answers = predictions(negatives, view, config.batch_size)
+        if config.screen_negatives == "adversarial":
+            return ok & (answers == y_adv).all(dim=0)
+        return ok & (answers != y_orig).all(dim=0)
+
+    keep = passes(images)
+    if config.screen_negatives == "adversarial":
+        keep &= y_orig != y_adv
+    passed = torch.zeros(len(images))
+    views = 0
+    for _ in range(config.screen_draws):
+        for name in config.screen_transforms:
+            passed += passes(apply_transform(images, sample_params(name, rng))).float()
+            views += 1
+    return keep & (passed >= config.screen_min_pass * views - 1e-9)
 
 
 def generate(
@@ -549,7 +690,7 @@ def partial_model_gradient(
     negatives: Sequence[nn.Module],
     y_orig: torch.Tensor,
     y_adv: torch.Tensor,
-    k: float,
+    objective: Objective,
     num_positive: int,
     num_negative: int,
 ) -> tuple[torch.Tensor, GroupLoss, GroupLoss]:
@@ -558,8 +699,13 @@ def partial_model_gradient(
     of the Ray engine passes its own, and the shards' gradients add up to the reference's."""
     z = z.detach().requires_grad_(True)
     transformed = apply_transform(generator(z, y_gen), transform)
-    pos = model_group_loss(positives, transformed, y_orig, k)
-    neg = model_group_loss(negatives, transformed, y_adv, k)
+    pos = model_group_loss(positives, transformed, y_orig, objective.k)
+    if objective.negatives_away:
+        neg = model_group_loss(negatives, transformed, y_orig, objective.k, away=True)
+    else:
+        neg = model_group_loss(negatives, transformed, y_adv, objective.k)
+    # Each group's sum is divided by the step's count of that group (not the shard's), so the
+    # shards' partial gradients add up to the reference's means.
     (grad,) = torch.autograd.grad(pos.total / num_positive + neg.total / num_negative, z)
     return grad, pos, neg
 
@@ -575,10 +721,10 @@ class LocalModelGradients:
         y_gen: torch.Tensor,
         y_orig: torch.Tensor,
         y_adv: torch.Tensor,
-        k: float,
+        objective: Objective,
     ) -> None:
         self.generator, self.positives, self.negatives = generator, positives, negatives
-        self.y_gen, self.y_orig, self.y_adv, self.k = y_gen, y_orig, y_adv, k
+        self.y_gen, self.y_orig, self.y_adv, self.objective = y_gen, y_orig, y_adv, objective
 
     def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
         grad, pos, neg = partial_model_gradient(
@@ -590,7 +736,7 @@ class LocalModelGradients:
             [self.negatives[i] for i in plan.negatives],
             self.y_orig,
             self.y_adv,
-            self.k,
+            self.objective,
             len(plan.positives),
             len(plan.negatives),
         )
@@ -631,7 +777,7 @@ def optimise_latents(
     """
     if engine is None:
         engine = LocalModelGradients(
-            generator, positives, negatives, y_gen, y_orig, y_adv, config.k
+            generator, positives, negatives, y_gen, y_orig, y_adv, Objective.of(config)
         )
     plans = plan_steps(len(positives), len(negatives), config)
     saved = None
@@ -695,7 +841,8 @@ def descend(
     | None = None,
 ) -> tuple[torch.Tensor, GenerationHistory]:
     """The optimisation loop shared by every engine: per step, the engine's model gradient
-    plus lambda times the discriminator term's, then one SGD step on z.
+    plus lambda times the discriminator term's (scaled by N under ``reduction: sum``), one SGD
+    step on z, then the latents projected into the ``latent_max_norm`` ball when one is set.
 
     ``first_step`` and ``optimizer_state`` resume a run; ``on_step(step, z, optimizer, history)``
     runs after every step (checkpointing).
@@ -714,6 +861,8 @@ def descend(
         optimizer.load_state_dict(optimizer_state)
     history = GenerationHistory()
     lambda_d = config.lambda_d if config.discriminator else 0.0
+    # The prior N(0, I) puts latents near the sphere of radius sqrt(z_dim).
+    max_norm = config.latent_max_norm * math.sqrt(z.shape[1]) if config.latent_max_norm else None
     bar = tqdm(
         range(first_step, len(plans)), desc="naturalfinger", disable=not progress, leave=False
     )
@@ -740,7 +889,15 @@ def descend(
                 f"negative {models.negative}, discriminator {disc_loss.item()}) with positives "
                 f"{plan.positives} and negatives {plan.negatives}; lower fingerprint.lr"
             )
+        if config.reduction == "sum":
+            # Every term is a mean over the N images and image i depends on z_i alone, so
+            # d(mean)/dz_i = d(loss_i)/dz_i / N: scaling by N makes lr the per-latent step.
+            z.grad.mul_(len(z))
         optimizer.step()
+        if max_norm is not None:
+            with torch.no_grad():
+                norms = z.norm(dim=1, keepdim=True)  # (N, 1)
+                z.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
         history.loss.append(loss)
         history.positive.append(models.positive)
         history.negative.append(models.negative)

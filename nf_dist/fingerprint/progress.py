@@ -7,6 +7,7 @@ that a resumed run is the same run), the step reached, the history and the confi
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,11 @@ def save_progress(
     save_checkpoint(uri, tensors, meta)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from the JSON sidecar (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def load_progress(
     uri: str, z0: torch.Tensor, config: NaturalFingerConfig, optimizer: torch.optim.Optimizer
 ) -> SavedProgress | None:
@@ -68,7 +74,7 @@ def load_progress(
     except CheckpointError as exc:
         logger.warning("ignoring unreadable optimisation checkpoint %s: %s", uri, exc)
         return None
-    if meta.get("config") != asdict(config) or not torch.equal(tensors["z0"], z0.cpu()):
+    if meta.get("config") != _plain(asdict(config)) or not torch.equal(tensors["z0"], z0.cpu()):
         logger.warning("%s belongs to another run (config or latents differ); starting over", uri)
         return None
     state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}

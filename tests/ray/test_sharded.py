@@ -18,6 +18,7 @@ from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import (
     NaturalFingerConfig,
+    Objective,
     draw_candidates,
     optimise_latents,
     random_labels,
@@ -84,7 +85,7 @@ def _engine(world: dict, num_shards: int, k: float = CONFIG.k) -> RayModelGradie
         zoo["negative_uris"],
         num_shards,
         world["labels"][1:],
-        k,
+        Objective(k),
         num_cpus_per_shard=0.5,  # three shards fit the 2-CPU test cluster
     )
     engine.wait_ready()
@@ -113,7 +114,9 @@ def test_one_step_matches_the_reference_model_by_model(world: dict) -> None:
     generator, _, positives, negatives = world["models"]
     z, y_gen, y_orig, y_adv = world["labels"]
     plan = plan_steps(2, 2, CONFIG)[0]
-    local = LocalModelGradients(generator, positives, negatives, y_gen, y_orig, y_adv, CONFIG.k)
+    local = LocalModelGradients(
+        generator, positives, negatives, y_gen, y_orig, y_adv, Objective.of(CONFIG)
+    )
     expected = local(z, plan)
     engine = _engine(world, 2)
     try:
@@ -142,7 +145,12 @@ def test_asking_for_more_cpus_than_the_cluster_has_is_an_error(world: dict) -> N
     zoo = world["zoo"]
     with pytest.raises(ConfigError, match="exceed the cluster"):
         RayModelGradients(
-            zoo["gan"], zoo["positive_uris"], zoo["negative_uris"], 3, world["labels"][1:], 50.0
+            zoo["gan"],
+            zoo["positive_uris"],
+            zoo["negative_uris"],
+            3,
+            world["labels"][1:],
+            Objective(),
         )
 
 

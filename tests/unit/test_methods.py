@@ -8,6 +8,7 @@ import torch
 
 from nf_dist.data import load_dataset
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
+from nf_dist.fingerprint.methods.akh import AkhConfig
 from nf_dist.fingerprint.methods.clean import CleanConfig
 from nf_dist.fingerprint.methods.ipguard import IPGuardConfig, ipguard_loss
 from nf_dist.fingerprint.methods.metafinger import MetaFingerConfig
@@ -16,7 +17,8 @@ from nf_dist.verify import model_oracle, verify
 
 
 def test_every_method_is_registered() -> None:
-    assert {"naturalfinger", "clean", "ipguard", "metafinger", "metav"} <= set(METHODS.names())
+    expected = {"naturalfinger", "akh", "clean", "ipguard", "metafinger", "metav"}
+    assert expected <= set(METHODS.names())
 
 
 def test_ipguard_loss_on_a_hand_computed_case() -> None:
@@ -37,6 +39,7 @@ def context(tiny_zoo: dict, cifar_test_uri: str, tmp_path_factory) -> Fingerprin
 @pytest.mark.parametrize(
     ("name", "config"),
     [
+        ("akh", AkhConfig(num_fingerprints=20)),
         ("clean", CleanConfig(num_fingerprints=20)),
         ("ipguard", IPGuardConfig(20, steps=20, lr=0.01)),
         ("metafinger", MetaFingerConfig(20, num_seeds=20, epochs=2, steps_per_epoch=3)),
@@ -54,3 +57,21 @@ def test_baselines_match_their_source_and_give_valid_rates(
     for model in [*context.positives, *context.negatives]:
         rate = verify(fingerprints, "m", model_oracle(model), 0.5).matching_rate
         assert 0.0 <= rate <= 1.0
+
+
+def test_akh_keeps_only_images_the_source_gets_wrong_in_a_seeded_order(
+    context: FingerprintContext,
+) -> None:
+    akh = METHODS.get("akh")()
+    first = akh.generate(context, AkhConfig(num_fingerprints=15, seed=0))
+    again = akh.generate(context, AkhConfig(num_fingerprints=15, seed=0))
+    other = akh.generate(context, AkhConfig(num_fingerprints=15, seed=1))
+    assert context.clean is not None
+    truth = {
+        image.tobytes(): label for image, label in zip(context.clean.images, context.clean.labels)
+    }
+    for image, label in zip(first.images, first.y_orig):
+        assert truth[image.tobytes()] != label, "AKH's expected label is the source's mistake"
+    assert np.array_equal(first.images, again.images), "the order is a function of the seed"
+    assert not np.array_equal(first.images, other.images)
+    assert first.info["num_misclassified"] >= len(first)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nf_dist.fingerprint.losses import cw_loss, discriminator_loss
+from nf_dist.fingerprint.losses import cw_away_loss, cw_loss, discriminator_loss
 from nf_dist.metrics import aruc, matching_rate, roc_auc, summarize, tpr_at_fpr
 
 
@@ -15,6 +15,13 @@ def test_cw_loss_hand_computed() -> None:
     # row 0: max other 3 - 1 = 2; row 1: 2 - 5 = -3; row 2: 0 - 100 = -100, clamped at -50.
     assert cw_loss(logits, target, k=50.0).tolist() == [2.0, -3.0, -50.0]
     assert cw_loss(logits, target, k=2.0).tolist() == [2.0, -2.0, -2.0]
+
+
+def test_cw_away_loss_hand_computed() -> None:
+    logits = torch.tensor([[1.0, 3.0, 0.0], [5.0, 0.0, 2.0], [0.0, 100.0, 0.0]])
+    source = torch.tensor([1, 2, 0])
+    # source logit minus the best other: 3 - 1 = 2; 2 - 5 = -3; 0 - 100 = -100 -> clamped at -50
+    assert cw_away_loss(logits, source, k=50.0).tolist() == [2.0, -3.0, -50.0]
 
 
 def test_cw_loss_gradient_and_shape_errors() -> None:

@@ -16,6 +16,7 @@ from nf_dist.fingerprint.naturalfinger import (
     optimise_latents,
     plan_steps,
     random_labels,
+    screen,
     select_initial,
 )
 from nf_dist.models import create_classifier
@@ -179,7 +180,7 @@ class _FailAt:
 def test_a_killed_optimisation_resumes_to_the_same_latents(
     tiny_world: tuple, tmp_path: Path
 ) -> None:
-    from nf_dist.fingerprint.naturalfinger import LocalModelGradients
+    from nf_dist.fingerprint.naturalfinger import LocalModelGradients, Objective
 
     generator, discriminator, positives, negatives = tiny_world
     config = NaturalFingerConfig(
@@ -194,7 +195,9 @@ def test_a_killed_optimisation_resumes_to_the_same_latents(
     args = (generator, discriminator, positives, negatives, z, y_gen, y_orig, y_adv, config)
     whole, whole_history = optimise_latents(*args, num_classes=10, progress=False)
     uri = str(tmp_path / "progress")
-    local = LocalModelGradients(generator, positives, negatives, y_gen, y_orig, y_adv, config.k)
+    local = LocalModelGradients(
+        generator, positives, negatives, y_gen, y_orig, y_adv, Objective.of(config)
+    )
     with pytest.raises(RuntimeError, match="killed"):
         optimise_latents(
             *args,
@@ -216,3 +219,134 @@ def test_a_killed_optimisation_resumes_to_the_same_latents(
     assert resumed_engine.calls == 9 - 4  # resumed after the checkpoint at step 4
     assert torch.allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     assert history.loss == pytest.approx(whole_history.loss, rel=1e-5)
+
+
+def _optimise_first(world: tuple, n: int, config: NaturalFingerConfig) -> torch.Tensor:
+    """Optimise the first ``n`` of 16 fixed latents (random targets) and return them."""
+    generator, discriminator, positives, negatives = world
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(16, Z_DIM, generator=gen)
+    y_gen, y_orig = (torch.randint(0, 10, (16,), generator=gen) for _ in range(2))
+    y_adv = random_labels(y_orig, 10, seed=0)
+    for p in [*positives, *negatives, generator, discriminator]:
+        p.requires_grad_(False)
+    final, _ = optimise_latents(
+        generator,
+        discriminator,
+        positives,
+        negatives,
+        z[:n],
+        y_gen[:n],
+        y_orig[:n],
+        y_adv[:n],
+        config,
+        num_classes=10,
+        progress=False,
+    )
+    return final
+
+
+def test_sum_reduction_makes_the_per_latent_step_independent_of_n(tiny_world: tuple) -> None:
+    base = dict(steps=5, positives_per_step=2, negatives_per_step=1, lr=0.02)
+    summed = NaturalFingerConfig(reduction="sum", **base)
+    small, large = _optimise_first(tiny_world, 8, summed), _optimise_first(tiny_world, 16, summed)
+    assert torch.allclose(small, large[:8], rtol=1e-4, atol=1e-5)
+    # The paper's mean: doubling N halves every latent's step, so 2x lr on 2N is the same run.
+    mean = NaturalFingerConfig(reduction="mean", **{**base, "lr": 0.5})
+    doubled = NaturalFingerConfig(reduction="mean", **{**base, "lr": 1.0})
+    assert torch.allclose(
+        _optimise_first(tiny_world, 8, mean),
+        _optimise_first(tiny_world, 16, doubled)[:8],
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert not torch.allclose(small, _optimise_first(tiny_world, 8, mean), atol=1e-5)
+
+
+def test_latent_norm_bound_keeps_latents_on_the_prior_shell(tiny_world: tuple) -> None:
+    config = NaturalFingerConfig(
+        steps=4,
+        positives_per_step=2,
+        negatives_per_step=1,
+        reduction="sum",
+        lr=5.0,
+        latent_max_norm=1.0,
+    )
+    final = _optimise_first(tiny_world, 8, config)
+    assert (final.norm(dim=1) <= Z_DIM**0.5 + 1e-4).all()
+    unbounded = _optimise_first(
+        tiny_world,
+        8,
+        NaturalFingerConfig(
+            **{
+                **{
+                    f: getattr(config, f)
+                    for f in (
+                        "steps",
+                        "positives_per_step",
+                        "negatives_per_step",
+                        "reduction",
+                        "lr",
+                    )
+                }
+            }
+        ),
+    )
+    assert (unbounded.norm(dim=1) > Z_DIM**0.5).any(), "the bound must have had work to do"
+
+
+def test_balanced_candidates_spread_the_initial_samples_over_classes(tiny_world: tuple) -> None:
+    generator, _, positives, _ = tiny_world
+    config = NaturalFingerConfig(
+        num_candidates=200, num_optimised=20, batch_size=100, candidate_classes="balanced"
+    )
+    z, y_gen = draw_candidates(Z_DIM, 10, config)
+    assert torch.bincount(y_gen, minlength=10).tolist() == [20] * 10
+    _, _, y_orig = select_initial(generator, positives, z, y_gen, config)
+    random = NaturalFingerConfig(num_candidates=200, num_optimised=20, batch_size=100)
+    _, _, y_random = select_initial(
+        generator, positives, *draw_candidates(Z_DIM, 10, random), random
+    )
+    counts = torch.bincount(y_orig, minlength=10)
+    # Round-robin over the labels the positives give: no label can lead by more than one
+    # unless the others ran out.
+    available = counts[counts > 0]
+    assert available.max() - available.min() <= 1 or len(available) < 10
+    assert len(torch.unique(y_orig)) >= len(torch.unique(y_random))
+
+
+def test_screening_rules(tiny_world: tuple) -> None:
+    generator, _, positives, negatives = tiny_world
+    images = generator(torch.randn(64, Z_DIM), torch.arange(64) % 10)
+    y_orig = positives[0](images).argmax(1)
+    y_adv = (y_orig + 1) % 10
+    strict = NaturalFingerConfig(screen_negatives="adversarial")
+    lenient = NaturalFingerConfig(screen_negatives="not_original")
+    kept_strict = screen(images, positives, negatives, y_orig, y_adv, strict)
+    kept_lenient = screen(images, positives, negatives, y_orig, y_adv, lenient)
+    assert (kept_lenient | ~kept_strict).all(), "the lenient rule keeps whatever the strict keeps"
+    identity = NaturalFingerConfig(screen_negatives="not_original", screen_transforms=("identity",))
+    plain = screen(images, positives, negatives, y_orig, y_adv, identity)
+    for index in torch.nonzero(plain).squeeze(1).tolist():
+        x = images[index : index + 1]
+        assert all(int(m(x).argmax()) == int(y_orig[index]) for m in positives)
+        assert all(int(m(x).argmax()) != int(y_orig[index]) for m in negatives)
+    half = NaturalFingerConfig(screen_negatives="not_original", screen_draws=3, screen_min_pass=0.5)
+    assert (screen(images, positives, negatives, y_orig, y_adv, half) <= plain).all()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("screen_transforms", (), "names no transformation"),
+        ("screen_transforms", ("rotate",), "unknown transformation 'rotate'"),
+        ("screen_min_pass", 0.0, "screen_min_pass"),
+        ("screen_draws", 0, "screen_draws"),
+        ("reduction", "median", "reduction"),
+        ("latent_max_norm", -1.0, "latent_max_norm"),
+        ("negative_objective", "towards", "negative_objective"),
+    ],
+)
+def test_bad_settings_name_their_field(field: str, value: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        NaturalFingerConfig(**{field: value})  # type: ignore[arg-type]

@@ -5,13 +5,14 @@ white-box models, the generator, clean owner data) into a
 :class:`~nf_dist.fingerprint.fingerprint_set.FingerprintSet`, so evaluation treats them alike.
 """
 
-from nf_dist.fingerprint.methods import clean, ipguard, metafinger, metav, naturalfinger
+from nf_dist.fingerprint.methods import akh, clean, ipguard, metafinger, metav, naturalfinger
 from nf_dist.fingerprint.methods.base import METHODS, FingerprintContext, FingerprintMethod
 
 __all__ = [
     "METHODS",
     "FingerprintContext",
     "FingerprintMethod",
+    "akh",
     "clean",
     "ipguard",
     "metafinger",
