@@ -91,6 +91,7 @@ class ExperimentConfig:
     gpus_per_shard: float = 0.0
     address: str | None = None
     bootstrap: int = 1000
+    budgets: tuple[int, ...] = ()
     stealth: StealthConfig = field(default_factory=StealthConfig)
 
 
@@ -123,6 +124,13 @@ def validate(config: ExperimentConfig) -> dict[str, Any]:
             raise ConfigError(
                 f"sets.{name}: naturalfinger needs gan: <one of {sorted(config.gans)}>"
             )
+        wanted = getattr(typed[name], "num_fingerprints", None)
+        too_large = [b for b in config.budgets if wanted is not None and b > wanted]
+        if too_large:
+            raise ConfigError(
+                f"budgets: budget {too_large[0]} is larger than the {wanted} fingerprints "
+                f"sets.{name} asks for; lower the budget or raise its num_fingerprints"
+            )
     return typed
 
 
@@ -149,6 +157,16 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         )
     evaluation_uri = join(config.output_uri, "evaluation")
     write_bytes_atomic(join(evaluation_uri, "sets.json"), json.dumps(records, indent=2).encode())
+    smallest = min(records[name]["num_fingerprints"] for name in made)
+    budgets = tuple(b for b in config.budgets if b <= smallest)
+    if budgets != config.budgets:
+        small = min(made, key=lambda name: records[name]["num_fingerprints"])
+        logger.warning(
+            "set %s kept only %d fingerprints: budgets %s are not evaluated",
+            small,
+            smallest,
+            [b for b in config.budgets if b > smallest],
+        )
     started = time.perf_counter()
     metrics = evaluate(
         EvaluateConfig(
@@ -159,6 +177,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
             engine=config.engine,
             address=config.address,
             bootstrap=config.bootstrap,
+            budgets=budgets,
         )
     )
     wall["evaluation"] = time.perf_counter() - started
@@ -171,6 +190,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         "nf_dist_version": __version__,
         "git_sha": git_sha(),
         "wall_s": {stage: round(seconds, 1) for stage, seconds in wall.items()},
+        "budgets_evaluated": list(budgets),
     }
     write_bytes_atomic(
         join(evaluation_uri, "experiment.json"), json.dumps(run_record, indent=2).encode()
@@ -179,7 +199,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         from nf_dist.report import write_report
 
         write_report(evaluation_uri, config.report_dir, {n: set_uri(config, n) for n in made})
-    return {**metrics, "sets": records, "stealth": stealth}
+    return {**metrics, "sets": records, "stealth": stealth, "budgets_evaluated": list(budgets)}
 
 
 def _ensure_set(

@@ -36,6 +36,25 @@ from nf_dist.zoo import BuiltModel, ZooModel, build_zoo
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "quickstart.yaml"
+#: The GAN checkpoint shipped with the package (how it was made: nf_dist/assets/gan/README.md).
+SHIPPED_GAN = str(Path(__file__).parent / "assets" / "gan" / "gan64")
+
+
+@dataclass(frozen=True)
+class QuickstartGan:
+    """The quickstart's GAN: the shipped checkpoint, or one trained here with ``train``.
+
+    Attributes:
+        checkpoint: a GAN checkpoint stem, loaded through the safe checkpoint path (default: the
+            one shipped in ``nf_dist/assets/gan``, trained once by ``nf-dist gan train``).
+        retrain: ignore ``checkpoint`` and train a GAN afresh with ``train`` (minutes to hours
+            on a CPU, by ``train.steps``).
+        train: the recipe used when retraining (defaults: the shipped checkpoint's recipe).
+    """
+
+    checkpoint: str = SHIPPED_GAN
+    retrain: bool = False
+    train: GanTrainConfig = field(default_factory=GanTrainConfig)
 
 
 @dataclass(frozen=True)
@@ -45,7 +64,7 @@ class QuickstartConfig:
     output_dir: str = "runs/quickstart"
     data: DataConfig = field(default_factory=DataConfig)
     models: tuple[ZooModel, ...] = ()
-    gan: GanTrainConfig = field(default_factory=GanTrainConfig)
+    gan: QuickstartGan = field(default_factory=QuickstartGan)
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
     threshold: float = 0.5
     num_threads: int = 0
@@ -88,17 +107,14 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     zoo = build_zoo(config.models, splits, str(out), progress=progress)
     clock = _timed(stages, "zoo", clock)
 
-    gan_uri = str(out / "gan")
-    trained = train_gan(
-        splits.half_a.images, splits.half_a.labels, config.gan, gan_uri, progress=progress
-    )
-    generator = trained.ema_generator or trained.generator
+    gan_uri = _gan(config, splits.half_a, out, progress)
+    generator, _, _ = load_gan(gan_uri)
     save_sample_grid(generator, str(out / "gan_samples.png"))
     source = zoo[config.models[0].id].model
     quality = gan_test_accuracy(generator, source)
     clock = _timed(stages, "gan", clock)
 
-    fingerprints = _fingerprint(config, zoo, out, progress)
+    fingerprints = _fingerprint(config, zoo, gan_uri, out, progress)
     save_grid(fingerprints.images, str(out / "fingerprints.png"))
     clock = _timed(stages, "fingerprint", clock)
 
@@ -127,8 +143,22 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     return result
 
 
+def _gan(config: QuickstartConfig, owner_data: Any, out: Path, progress: bool) -> str:
+    """The GAN checkpoint to use: the configured one, or one trained on the owner's half."""
+    if not config.gan.retrain:
+        logger.info("using the GAN checkpoint %s", config.gan.checkpoint)
+        return config.gan.checkpoint
+    uri = str(out / "gan")
+    train_gan(owner_data.images, owner_data.labels, config.gan.train, uri, progress=progress)
+    return uri
+
+
 def _fingerprint(
-    config: QuickstartConfig, zoo: dict[str, BuiltModel], out: Path, progress: bool
+    config: QuickstartConfig,
+    zoo: dict[str, BuiltModel],
+    gan_uri: str,
+    out: Path,
+    progress: bool,
 ) -> FingerprintSet:
     uri = str(out / "fingerprint.parquet")
     generation = [b for b in zoo.values() if b.row.use == "generation"]
@@ -136,28 +166,28 @@ def _fingerprint(
         "positive": [b.row.id for b in generation if b.row.role == "positive"],
         "negative": [b.row.id for b in generation if b.row.role == "negative"],
     }
+    generator, discriminator, gan_meta = load_gan(gan_uri)
     wanted = {**to_dict(config.fingerprint)}
     if Path(uri).exists():
         cached = load_fingerprint_set(uri)
         if (
             cached.config == wanted
             and cached.info.get("models") == ids
-            and (cached.info.get("gan_steps") == config.gan.steps)
+            and cached.info.get("gan_sha256") == gan_meta.get("sha256")
         ):
             logger.info("reusing fingerprint set %s", uri)
             return cached
-    generator, discriminator, _ = load_gan(str(out / "gan"))
     fingerprints = generate(
         generator,
         discriminator,
         [zoo[i].model for i in ids["positive"]],
         [zoo[i].model for i in ids["negative"]],
         config.fingerprint,
-        z_dim=config.gan.z_dim,
-        num_classes=config.gan.num_classes,
+        z_dim=int(gan_meta["spec"]["z_dim"]),
+        num_classes=int(gan_meta["spec"]["num_classes"]),
         progress=progress,
     )
-    fingerprints.info.update(models=ids, gan_steps=config.gan.steps)
+    fingerprints.info.update(models=ids, gan_sha256=gan_meta.get("sha256"))
     save_fingerprint_set(fingerprints, uri)
     return fingerprints
 
@@ -235,6 +265,7 @@ def format_table(result: QuickstartResult) -> str:
     summary = (
         f"held-out ARUC {result.heldout.get('aruc', float('nan')):.4f}  "
         f"(all models {result.all_models.get('aruc', float('nan')):.4f}); "
-        f"{result.num_fingerprints} fingerprints; report: {result.report_path}"
+        f"{result.num_fingerprints} fingerprints; GAN-test accuracy "
+        f"{result.gan_test_accuracy:.3f}; report: {result.report_path}"
     )
     return "\n".join([header, *body, summary])

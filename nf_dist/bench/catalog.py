@@ -83,6 +83,7 @@ class ProfileFile:
     arch_width: dict[str, float] = field(default_factory=dict)
     arch_stem_stride: dict[str, int] = field(default_factory=dict)
     arch_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    arch_epoch_scale: dict[str, float] = field(default_factory=dict)
     recipes: dict[str, Recipe] = field(default_factory=dict)
     models: tuple[CatalogRow, ...] = ()
     choices: dict[str, Any] = field(default_factory=dict)
@@ -201,9 +202,14 @@ def resolve(spec: ProfileFile) -> Profile:
 
 def _row_train(train: TrainConfig, row: CatalogRow, spec: ProfileFile) -> TrainConfig:
     """The recipe's training settings for ``row``: its seed, and for rows that name their
-    architecture (trained from scratch or as students) the profile's ``arch_train`` settings."""
-    overrides = spec.arch_train.get(row.arch, {}) if row.arch is not None else {}
-    return replace(train, **{**overrides, "seed": row.seed})
+    architecture (trained from scratch or as students) the profile's ``arch_train`` settings and
+    ``arch_epoch_scale`` (small architectures learn slower per epoch than the source's)."""
+    if row.arch is None:
+        return replace(train, seed=row.seed)
+    overrides = spec.arch_train.get(row.arch, {})
+    scale = spec.arch_epoch_scale.get(row.arch, 1.0)
+    epochs = overrides.get("epochs", train.epochs) * scale
+    return replace(train, **{**overrides, "epochs": epochs, "seed": row.seed})
 
 
 def _check_arch_settings(spec: ProfileFile, known_archs: set[str]) -> None:
@@ -212,6 +218,7 @@ def _check_arch_settings(spec: ProfileFile, known_archs: set[str]) -> None:
         "arch_width": spec.arch_width,
         "arch_stem_stride": spec.arch_stem_stride,
         "arch_train": spec.arch_train,
+        "arch_epoch_scale": spec.arch_epoch_scale,
     }
     for name, table in tables.items():
         unknown = sorted(set(table) - known_archs)
@@ -220,6 +227,9 @@ def _check_arch_settings(spec: ProfileFile, known_archs: set[str]) -> None:
                 f"catalog {spec.name}: {name} names unknown architecture {unknown[0]!r}; "
                 f"known: {sorted(known_archs)}"
             )
+    for arch, scale in spec.arch_epoch_scale.items():
+        if not scale > 0:
+            raise ConfigError(f"catalog {spec.name}: arch_epoch_scale.{arch} must be positive")
     for arch, overrides in spec.arch_train.items():
         bad = sorted(set(overrides) - train_fields)
         if bad:

@@ -6,8 +6,9 @@ model's test accuracy:
 
 - positives: ``of_source`` x the source's (Knockoff students: ``knockoff_of_source``);
 - mirror negatives: ``mirror_of_positive`` x the positive they mirror;
-- other negatives (independent models and their students): ``independent_of_source`` x the
-  source's, the bar the source's own recipe clears.
+- independent models trained from scratch: ``independent_of_source`` x the source's, the bar the
+  source's own recipe clears;
+- students of an independent model: ``student_of_teacher`` x their teacher's.
 
 A row may be exempt (``floor_exempt: true`` with a ``floor_reason`` in the catalog), e.g. pruning
 at 90%, whose point is to show what is left. Rows below their floor are reported by the build,
@@ -31,6 +32,7 @@ class FloorFactors:
     knockoff_of_source: float = 0.70
     mirror_of_positive: float = 0.85
     independent_of_source: float = 0.85
+    student_of_teacher: float = 0.85
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -85,6 +87,8 @@ def check_floors(
             reference = source
         elif row.get("mirror_of"):
             factor, reference = factors.mirror_of_positive, row["mirror_of"]
+        elif row.get("parent"):
+            factor, reference = factors.student_of_teacher, row["parent"]
         else:
             factor, reference = factors.independent_of_source, source
         if reference not in table:

@@ -52,6 +52,14 @@ def test_smoke_builds_locally_with_a_full_manifest(built_local) -> None:
     assert source["bytes"] == len(weights)
     assert 0 <= source["test_accuracy"] <= 1 and source["wall_s"] > 0
     assert {r["role"] for r in manifest} == {"positive", "negative"}
+    # Every model is checked against its accuracy floor; those below are reported, not hidden.
+    assert {c.id for c in report.floors} == {r["id"] for r in manifest} - {"source"}
+    accuracy = {r["id"]: r["test_accuracy"] for r in manifest}
+    for check in report.floors:
+        factor = 0.70 if check.id.startswith("knockoff") else 0.85
+        assert check.floor == pytest.approx(factor * accuracy[check.reference])
+        assert check.below == (accuracy[check.id] < check.floor)
+    assert report.below_floor == [c for c in report.floors if c.below]
 
 
 def test_loaded_models_answer_like_the_built_ones(built_local) -> None:
@@ -259,9 +267,34 @@ def test_evaluate_queries_every_suspect_on_both_engines(
             output_uri=str(tmp_path / engine),
             engine=engine,
             bootstrap=50,
+            budgets=(4, 8, 16),
         )
         results[engine] = evaluate(config)
     assert results["ray"] == results["local"]
+    # Budget curves come from the same answers: the full set's budget is the headline.
+    curve = results["ray"]["methods"]["clean"]["budgets"]
+    assert set(curve) == {"4", "8", "16", "32"}
+    headline = results["ray"]["methods"]["clean"]["heldout"]
+    for key in ("aruc", "roc_auc", "tpr_at_1pct_fpr"):
+        assert curve["32"][key] == headline[key]
+    answers = pq.read_table(tmp_path / "ray" / "answers.parquet").to_pylist()
+    assert len(answers) == SMOKE_IDS and all(len(a["labels"]) == 32 for a in answers)
+    budget_rows = pq.read_table(tmp_path / "ray" / "budgets.parquet").to_pylist()
+    assert {(r["budget"], r["split"]) for r in budget_rows} == {
+        (b, split) for b in (4, 8, 16, 32) for split in ("heldout", "all")
+    }
+    from nf_dist.errors import ConfigError
+
+    too_large = EvaluateConfig(
+        bench_uri=uri,
+        fingerprints={"clean": str(tmp_path / "clean.parquet")},
+        output_uri=str(tmp_path / "too-large"),
+        engine="local",
+        budgets=(10, 50),
+    )
+    with pytest.raises(ConfigError, match=r"evaluate.budgets: budget 50 .* set 'clean' \(32"):
+        evaluate(too_large)
+    assert not (tmp_path / "too-large").exists(), "a bad budget is refused before any query"
     queried = REGISTRY.get_sample_value("nf_eval_suspects_queried_total") or 0.0
     assert queried - queried_before == 2 * SMOKE_IDS  # every suspect, on both engines
     rows = pq.read_table(tmp_path / "ray" / "rates.parquet").to_pylist()
@@ -286,7 +319,8 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     report = (tmp_path / "ray" / "report.md").read_text()
     heldout_aruc = metrics["methods"]["clean"]["heldout"]["aruc"]
     assert f"| clean | heldout | {heldout_aruc:.4f} |" in report
-    for image in ("curves.png", "margins_attack.png", "grid_clean.png"):
+    assert "## Query budgets" in report and "B=16" in report
+    for image in ("curves.png", "margins_attack.png", "grid_clean.png", "budgets.png"):
         assert (tmp_path / "ray" / image).stat().st_size > 1000
 
 
@@ -364,6 +398,7 @@ def test_experiment_runs_every_method_evaluates_and_reports(
                 "config": {"num_candidates": 64, "num_optimised": 32, "steps": 4},
             },
             "clean": {"method": "clean", "config": {"num_fingerprints": 30}},
+            "akh": {"method": "akh", "config": {"num_fingerprints": 30}},
             "ipguard": {"method": "ipguard", "config": {"num_fingerprints": 20, "steps": 5}},
             "metav": {"method": "metav", "config": {"num_fingerprints": 20, "steps": 5}},
             "metafinger": {
@@ -372,11 +407,12 @@ def test_experiment_runs_every_method_evaluates_and_reports(
             },
         },
         "stealth": {"seeds": [0, 1], "detector": {"epochs": 1}},
+        "budgets": [5, 10],
     }
     config = from_dict(ExperimentConfig, raw)
     result = run_experiment(config, progress=False)
     made = {n for n, r in result["sets"].items() if "failure" not in r}
-    assert {"clean", "ipguard", "metav"} <= made  # these never screen everything away
+    assert {"clean", "akh", "ipguard", "metav"} <= made  # these never screen everything away
     for record in result["sets"].values():
         assert record["num_fingerprints"] > 0 or record["failure"]
     rows = pq.read_table(tmp_path / "exp" / "evaluation" / "rates.parquet").to_pylist()
@@ -399,6 +435,11 @@ def test_experiment_runs_every_method_evaluates_and_reports(
     report = (tmp_path / "exp" / "report" / "report.md").read_text()
     assert "Stealthiness" in report and "Fingerprint sets" in report
     assert f"{result['methods']['clean']['heldout']['aruc']:.4f}" in report
+    akh_budgets = result["methods"]["akh"]["budgets"]
+    # Budgets above the smallest set (the tiny GAN's NaturalFinger set may be small) are dropped.
+    assert set(akh_budgets) == {str(b) for b in result["budgets_evaluated"]} | {"30"}
+    assert set(result["budgets_evaluated"]) <= {5, 10}
+    assert akh_budgets["30"]["aruc"] == result["methods"]["akh"]["heldout"]["aruc"]
 
     # A second run through the CLI reuses every set that was made (same records, no regeneration).
     before = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}

@@ -75,9 +75,10 @@ def test_smoke_profile_exercises_every_attack() -> None:
     assert len(profile.models) == 12
 
 
-def _write_catalog(tmp_path: Path, rows: list[dict]) -> str:
+def _write_catalog(tmp_path: Path, rows: list[dict], **extra: object) -> str:
     spec = yaml.safe_load((CATALOG_DIR / "smoke.yaml").read_text())
     spec["models"] = rows
+    spec.update(extra)
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(spec))
     return str(path)
@@ -180,3 +181,76 @@ def test_overrides_reach_the_profile() -> None:
     profile = load_profile("smoke", {"data": {"half_size": 100}, "width": 0.5})
     assert profile.data.half_size == 100
     assert profile.by_id()["source"].width == 0.5
+
+
+def test_per_architecture_settings_reach_the_rows_that_name_their_architecture() -> None:
+    profile = load_profile("cpu")
+    by_id = profile.by_id()
+    student = by_id["distill-mobilenet_v2"]
+    assert student.stem_stride == 1 and student.width == 0.25
+    assert by_id["distill-squeezenet"].width == 0.5
+    assert by_id["distill-resnet18"].train.precision == "bf16"
+    assert by_id["distill-efficientnet_b0"].train.precision == "fp32"
+    base_epochs = by_id["distill-resnet18"].train.epochs
+    assert by_id["distill-densenet_bc"].train.epochs == pytest.approx(1.5 * base_epochs)
+    # Rows that inherit their parent's architecture keep their own recipe untouched.
+    assert by_id["ftal"].train.precision == "fp32" and by_id["ftal"].stem_stride == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"arch_train": {"resnet18": {"epoch": 3}}}, "unknown training field 'epoch'"),
+        ({"arch_train": {"lenet": {"epochs": 3}}}, "unknown architecture 'lenet'"),
+        ({"arch_train": {"resnet18": {"precision": "fp8"}}}, "precision"),
+        ({"arch_epoch_scale": {"resnet18": 0}}, "arch_epoch_scale.resnet18 must be positive"),
+        ({"floors": {"of_source": 1.5}}, r"floors.of_source must be in \[0, 1\]"),
+    ],
+)
+def test_bad_profile_settings_name_the_field(tmp_path: Path, extra: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_profile(_write_catalog(tmp_path, [SOURCE], **extra))
+
+
+def test_a_floor_exemption_must_say_why(tmp_path: Path) -> None:
+    child = {
+        "id": "p9",
+        "role": "positive",
+        "attack": "prune",
+        "recipe": "finetune",
+        "parent": "s",
+        "params": {"rate": 0.9},
+        "floor_exempt": True,
+    }
+    with pytest.raises(ConfigError, match="floor_exempt needs a floor_reason"):
+        load_profile(_write_catalog(tmp_path, [SOURCE, child]))
+    reason = {**child, "floor_reason": "90% pruning shows what is left"}
+    assert load_profile(_write_catalog(tmp_path, [SOURCE, reason])).floor_exempt == {
+        "p9": "90% pruning shows what is left"
+    }
+
+
+def test_floors_follow_the_reference_of_each_kind_of_model() -> None:
+    from nf_dist.bench.floors import FloorFactors, check_floors
+
+    def row(i: str, role: str, attack: str, acc: float, **extra: str) -> dict:
+        return {"id": i, "role": role, "attack": attack, "test_accuracy": acc, **extra}
+
+    rows = [
+        row("source", "positive", "scratch", 0.80),
+        row("ftal", "positive", "finetune", 0.67, parent="source"),
+        row("knock", "positive", "knockoff", 0.57, parent="source"),
+        row("weak", "positive", "distill", 0.60, parent="source"),
+        row("mirror-weak", "negative", "distill", 0.50, parent="m", mirror_of="weak"),
+        row("indep", "negative", "scratch", 0.70),
+        row("indep-student", "negative", "distill", 0.55, parent="indep"),
+        row("p9", "positive", "prune", 0.30, parent="source"),
+    ]
+    checks = {c.id: c for c in check_floors(rows, FloorFactors(), {"p9": "shows what is left"})}
+    assert "source" not in checks
+    assert checks["ftal"].floor == pytest.approx(0.68) and checks["ftal"].below
+    assert checks["knock"].floor == pytest.approx(0.56) and not checks["knock"].below
+    assert checks["mirror-weak"].floor == pytest.approx(0.51) and checks["mirror-weak"].below
+    assert checks["indep"].floor == pytest.approx(0.68) and not checks["indep"].below
+    assert checks["indep-student"].floor == pytest.approx(0.595) and checks["indep-student"].below
+    assert checks["p9"].floor is None and not checks["p9"].below

@@ -82,6 +82,27 @@ def test_train_checkpoint_and_load_round_trip(data, tmp_path: Path) -> None:
         assert torch.equal(discriminator(x, y), result.discriminator(x, y))
 
 
+def test_auxiliary_classifier_learns_the_real_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    labels = np.arange(32) % 2
+    # Class 0 is dark, class 1 bright: learnable in a few steps.
+    images = rng.integers(0, 60, (32, 32, 32, 3)) + 180 * labels[:, None, None, None]
+    images = images.astype(np.uint8)
+    out = str(tmp_path / "gan")
+    config = tiny_config(steps=30, aux_weight=1.0, lr_d=2e-3)
+    train_gan(images, labels, config, out, progress=False)
+    _, discriminator, meta = load_gan(out)
+    assert meta["spec"]["aux_classifier"] is True
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        scores, logits = discriminator.scores_and_logits(x, torch.from_numpy(labels))
+    assert logits is not None and logits.shape == (32, 10) and scores.shape == (32,)
+    assert (logits.argmax(1).numpy() == labels).mean() > 0.9
+    assert torch.equal(discriminator(x, torch.from_numpy(labels)), scores)
+    _, plain = build_gan(SPEC)
+    assert plain.scores_and_logits(x, torch.from_numpy(labels))[1] is None
+
+
 def test_resume_continues_and_matches_uninterrupted_run(data, tmp_path: Path) -> None:
     images, labels = data
     resumed_uri, straight_uri = str(tmp_path / "resumed"), str(tmp_path / "straight")
@@ -165,3 +186,15 @@ def test_gan_test_accuracy_of_constant_classifier() -> None:
     generator, _ = build_gan(SPEC)
     accuracy = gan_test_accuracy(generator, _AlwaysZero(), num_samples=100, batch_size=40)
     assert accuracy == pytest.approx(0.1)
+
+
+def test_frechet_distance_of_identical_and_shifted_gaussians() -> None:
+    from nf_dist.models.gan.quality import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    # Same covariance, means 2 apart on one axis: FD = 4 (up to sampling noise).
+    assert frechet_distance(a, a + np.array([2.0, 0, 0])) == pytest.approx(4.0, abs=1e-6)
+    # N(0, I) vs N(0, 4I) in 3-D: tr(I + 4I - 2 * 2I) = 3.
+    assert frechet_distance(a, 2 * rng.normal(size=(4000, 3))) == pytest.approx(3.0, abs=0.3)

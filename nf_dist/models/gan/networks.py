@@ -192,9 +192,18 @@ class Discriminator(nn.Module):
         num_classes: number of conditioning classes.
         channels: channel count of every block (SNGAN's CIFAR D uses 128).
         attention: add a SAGAN self-attention block at 16x16.
+        aux_classifier: add an auxiliary classification head on the pooled features (AC-GAN,
+            Odena et al. 2017), trained on real images; G is then also pushed to make images the
+            head classifies as their class.
     """
 
-    def __init__(self, num_classes: int = 10, channels: int = 64, attention: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 64,
+        attention: bool = False,
+        aux_classifier: bool = False,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.channels = channels
@@ -208,8 +217,14 @@ class Discriminator(nn.Module):
         self.attention = SelfAttention(channels, sn=True) if attention else None
         self.linear = spectral_norm(_init(nn.Linear(channels, 1)))
         self.embed = spectral_norm(_init(nn.Embedding(num_classes, channels)))
+        self.classifier = (
+            spectral_norm(_init(nn.Linear(channels, num_classes))) if aux_classifier else None
+        )
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def scores_and_logits(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores ``(N,)`` and, with the auxiliary head, class logits ``(N, num_classes)``."""
         h = x * 2 - 1
         for index, block in enumerate(self.blocks):
             h = block(h)
@@ -217,7 +232,11 @@ class Discriminator(nn.Module):
                 h = self.attention(h)  # at 16x16
         h = F.relu(h).sum(dim=(2, 3))  # (N, C) global sum pooling
         # Projection (Miyato & Koyama 2018): the class enters as an inner product with features.
-        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        scores = self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        return scores, self.classifier(h) if self.classifier is not None else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.scores_and_logits(x, y)[0]
 
 
 @dataclass(frozen=True)
@@ -229,6 +248,7 @@ class GanSpec:
     g_channels: int = 64
     d_channels: int = 64
     attention: bool = False
+    aux_classifier: bool = False
 
     def __post_init__(self) -> None:
         if self.z_dim < 1:
@@ -247,5 +267,7 @@ class GanSpec:
 def build_gan(spec: GanSpec) -> tuple[Generator, Discriminator]:
     """Build an untrained generator and discriminator from ``spec``."""
     generator = Generator(spec.z_dim, spec.num_classes, spec.g_channels, spec.attention)
-    discriminator = Discriminator(spec.num_classes, spec.d_channels, spec.attention)
+    discriminator = Discriminator(
+        spec.num_classes, spec.d_channels, spec.attention, spec.aux_classifier
+    )
     return generator, discriminator

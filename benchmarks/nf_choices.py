@@ -1,0 +1,196 @@
+"""Measure NaturalFinger settings on the validation suspects of a built benchmark.
+
+Usage (from the project root):
+    .venv/bin/python -m benchmarks.nf_choices --config benchmarks/configs/nf_choices_cpu.yaml
+
+The config names a benchmark, a GAN, the generation models, a ``base`` NaturalFinger config, the
+``variants`` (each a set of fields changed from ``base``) and the ``seeds``. Every variant runs
+once per seed; each run is scored on the validation suspects of the split ``nf-dist tune`` makes
+(``validation_fraction``, ``split_seed``; the generation models excluded), never on test suspects.
+Results go to ``benchmarks/results/<name>.{jsonl,json,md}``: one line per run as it finishes (a
+re-run skips runs already there, so a killed sweep resumes), then the per-variant means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import machine
+from nf_dist.bench import load
+from nf_dist.config import load_config, to_dict
+from nf_dist.distributed.tuning import TuneJobConfig, ValidationScorer, three_way_split
+from nf_dist.errors import FingerprintError
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
+from nf_dist.jobs import FingerprintJobConfig, run_fingerprint
+
+RESULTS = Path(__file__).parent / "results"
+BUDGET = 100
+
+
+@dataclass(frozen=True)
+class ChoicesConfig:
+    """What to measure (see the module docstring)."""
+
+    name: str = "nf_choices"
+    bench_uri: str = "runs/bench/cpu"
+    gan_uri: str = ""
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+    validation_fraction: float = 0.3
+    split_seed: int = 0
+    base: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    engine: str = "local"
+    work_dir: str = "runs/nf_choices"
+
+
+def validation_ids(config: ChoicesConfig) -> tuple[str, ...]:
+    """The validation suspects of ``nf-dist tune``'s three-way split."""
+    tune = TuneJobConfig(
+        bench_uri=config.bench_uri,
+        gan_uri=config.gan_uri,
+        positives=config.positives,
+        negatives=config.negatives,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
+    )
+    return three_way_split(load(config.bench_uri).manifest.to_pylist(), tune).validation
+
+
+def score(scorer: ValidationScorer, fingerprints: FingerprintSet) -> dict[str, Any]:
+    """Validation metrics of the whole set and of its first BUDGET fingerprints."""
+    full = scorer.score(fingerprints)
+    head = FingerprintSet(
+        fingerprints.images[:BUDGET], fingerprints.y_orig[:BUDGET], fingerprints.y_adv[:BUDGET]
+    )
+    at_budget = scorer.score(head)
+    return {
+        **full,
+        f"val_aruc_at_{BUDGET}": at_budget["val_aruc"],
+        "classes_covered": int(len(np.unique(fingerprints.y_orig))),
+    }
+
+
+def run_one(
+    config: ChoicesConfig, name: str, seed: int, scorer: ValidationScorer
+) -> dict[str, Any]:
+    settings = replace(
+        NaturalFingerConfig(**{**to_dict(config.base), **config.variants[name]}), seed=seed
+    )
+    job = FingerprintJobConfig(
+        output_uri=f"{config.work_dir}/{config.name}/{name}-seed{seed}.parquet",
+        gan_uri=config.gan_uri,
+        bench_uri=config.bench_uri,
+        positives=config.positives,
+        negatives=config.negatives,
+        engine=config.engine,  # type: ignore[arg-type]
+        fingerprint=settings,
+    )
+    started = time.perf_counter()
+    try:
+        fingerprints = run_fingerprint(job, progress=False)
+    except FingerprintError as exc:
+        return {"variant": name, "seed": seed, "failure": str(exc), "num_fingerprints": 0}
+    return {
+        "variant": name,
+        "seed": seed,
+        "settings": config.variants[name],
+        "wall_s": round(time.perf_counter() - started, 1),
+        "num_selected": fingerprints.info.get("num_selected"),
+        "num_passed_screening": fingerprints.info.get("num_passed_screening"),
+        **score(scorer, fingerprints),
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    keys = (
+        "num_fingerprints",
+        "num_passed_screening",
+        "val_aruc",
+        f"val_aruc_at_{BUDGET}",
+        "val_roc_auc",
+        "val_tpr_at_1pct_fpr",
+        "classes_covered",
+        "wall_s",
+    )
+    out: dict[str, dict[str, float]] = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        group = [r for r in rows if r["variant"] == variant]
+        out[variant] = {
+            k: round(statistics.mean(float(r.get(k, 0.0) or 0.0) for r in group), 4) for k in keys
+        }
+        out[variant]["runs"] = len(group)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = load_config(ChoicesConfig, args.config, args.overrides)
+    lines_uri = RESULTS / f"{config.name}.jsonl"
+    rows = (
+        [json.loads(line) for line in lines_uri.read_text().splitlines()]
+        if (lines_uri.exists())
+        else []
+    )
+    done = {(r["variant"], r["seed"]) for r in rows}
+    validation = validation_ids(config)
+    scorer = ValidationScorer(config.bench_uri, validation)
+    for name in config.variants:
+        for seed in config.seeds:
+            if (name, seed) in done:
+                continue
+            row = run_one(config, name, seed, scorer)
+            logging.info("%s", row)
+            rows.append(row)
+            with lines_uri.open("a") as sink:
+                sink.write(json.dumps(row) + "\n")
+    summary = summarise(rows)
+    record = {
+        "command": " ".join(["python -m benchmarks.nf_choices", *sys.argv[1:]]),
+        "machine": machine(),
+        "config": to_dict(config),
+        "validation_suspects": list(validation),
+        "summary": summary,
+    }
+    (RESULTS / f"{config.name}.json").write_text(json.dumps(record, indent=2))
+    header = "| variant | settings | fingerprints | val ARUC | val ARUC@100 | val ROC AUC | "
+    lines = [
+        f"# NaturalFinger settings on validation suspects: `{config.name}`",
+        "",
+        f"Command: `{record['command']}`  ",
+        f"Machine: {record['machine']}  ",
+        f"{len(validation)} validation suspects (tune's split, seed {config.split_seed}); "
+        f"seeds {list(config.seeds)}; base settings and models: `{args.config}`. "
+        "Means over seeds.",
+        "",
+        header + "TPR@1%FPR | classes | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, m in summary.items():
+        lines.append(
+            f"| {variant} | `{json.dumps(config.variants[variant])}` | "
+            f"{m['num_fingerprints']:.1f} | {m['val_aruc']:.3f} | "
+            f"{m[f'val_aruc_at_{BUDGET}']:.3f} | {m['val_roc_auc']:.3f} | "
+            f"{m['val_tpr_at_1pct_fpr']:.2f} | {m['classes_covered']:.1f} | {m['wall_s']:.0f} |"
+        )
+    (RESULTS / f"{config.name}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
