@@ -20,7 +20,8 @@ from nf_dist.models.gan.sampling import balanced_labels, evaluating, sample_late
 def _fc_inputs(classifier: nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:
     """``(N, D)`` inputs of ``classifier.fc`` for ``(N, 3, 32, 32)`` images in [0, 1]."""
     captured: list[torch.Tensor] = []
-    fc = classifier.fc  # type: ignore[union-attr]
+    fc = classifier.fc
+    assert isinstance(fc, nn.Module), "the classifier needs an fc layer (see models/classifiers)"
     hook = fc.register_forward_hook(lambda _m, args, _out: captured.append(args[0].detach()))
     try:
         with evaluating(classifier):
