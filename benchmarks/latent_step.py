@@ -23,13 +23,13 @@ import torch
 
 from benchmarks.common import machine
 from nf_dist import bench
+from nf_dist.distributed.cluster import init_ray
 from nf_dist.distributed.sharded import RayModelGradients
 from nf_dist.fingerprint.losses import cw_loss
 from nf_dist.fingerprint.naturalfinger import LocalModelGradients, Objective, StepPlan
 from nf_dist.fingerprint.stacked import StackedModels
 from nf_dist.fingerprint.transforms import TransformSpec, apply_transform
 from nf_dist.models.gan.train import load_gan
-from nf_dist.ray_utils import init_ray
 
 RESULTS = Path(__file__).parent / "results"
 POSITIVES = ["source", "ftal", "prune-0.3", "distill-resnet18"]

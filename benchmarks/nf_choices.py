@@ -4,7 +4,8 @@ Usage (from the project root):
     .venv/bin/python -m benchmarks.nf_choices --config benchmarks/configs/nf_choices_cpu.yaml
 
 The config names a benchmark, a GAN, the generation models, a ``base`` NaturalFinger config, the
-``variants`` (each a set of fields changed from ``base``) and the ``seeds``. Every variant runs
+``variants`` (each a set of fields changed from ``base``, and optionally other ``positives`` or
+``negatives``) and the ``seeds``. Every variant runs
 once per seed; each run is scored on the validation suspects of the split ``nf-dist tune`` makes
 (``validation_fraction``, ``split_seed``; the generation models excluded), never on test suspects.
 Results go to ``benchmarks/results/<name>.{jsonl,json,md}``: one line per run as it finishes (a
@@ -27,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import machine
 from nf_dist.bench import load
-from nf_dist.config import load_config, to_dict
+from nf_dist.config import from_dict, load_config, to_dict
 from nf_dist.distributed.tuning import TuneJobConfig, ValidationScorer, three_way_split
 from nf_dist.errors import FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
@@ -57,12 +58,18 @@ class ChoicesConfig:
 
 
 def validation_ids(config: ChoicesConfig) -> tuple[str, ...]:
-    """The validation suspects of ``nf-dist tune``'s three-way split."""
+    """The validation suspects of ``nf-dist tune``'s three-way split, with every model any
+    variant generates from counted as a generation model (so all variants share one split)."""
+    positives = dict.fromkeys(config.positives)
+    negatives = dict.fromkeys(config.negatives)
+    for changes in config.variants.values():
+        positives.update(dict.fromkeys(changes.get("positives", ())))
+        negatives.update(dict.fromkeys(changes.get("negatives", ())))
     tune = TuneJobConfig(
         bench_uri=config.bench_uri,
         gan_uri=config.gan_uri,
-        positives=config.positives,
-        negatives=config.negatives,
+        positives=tuple(positives),
+        negatives=tuple(negatives),
         validation_fraction=config.validation_fraction,
         split_seed=config.split_seed,
     )
@@ -86,15 +93,18 @@ def score(scorer: ValidationScorer, fingerprints: FingerprintSet) -> dict[str, A
 def run_one(
     config: ChoicesConfig, name: str, seed: int, scorer: ValidationScorer
 ) -> dict[str, Any]:
+    changes = dict(config.variants[name])
+    positives = tuple(changes.pop("positives", config.positives))
+    negatives = tuple(changes.pop("negatives", config.negatives))
     settings = replace(
-        NaturalFingerConfig(**{**to_dict(config.base), **config.variants[name]}), seed=seed
+        from_dict(NaturalFingerConfig, {**to_dict(config.base), **changes}), seed=seed
     )
     job = FingerprintJobConfig(
         output_uri=f"{config.work_dir}/{config.name}/{name}-seed{seed}.parquet",
         gan_uri=config.gan_uri,
         bench_uri=config.bench_uri,
-        positives=config.positives,
-        negatives=config.negatives,
+        positives=positives,
+        negatives=negatives,
         engine=config.engine,  # type: ignore[arg-type]
         fingerprint=settings,
     )

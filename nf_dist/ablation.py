@@ -46,9 +46,13 @@ class AblationConfig:
 
 
 def variants(base: NaturalFingerConfig) -> dict[str, NaturalFingerConfig]:
-    """The eight trick combinations (named by the tricks that are on) and the paper's D sign."""
+    """The eight trick combinations (named by the tricks that are on) in Table 3's order (none,
+    each alone, each pair, all three), then all three with the paper's D sign."""
     result = {}
-    for adversarial, transforms, disc in itertools.product((False, True), repeat=3):
+    combinations = sorted(
+        itertools.product((False, True), repeat=3), key=lambda flags: (sum(flags), flags[::-1])
+    )
+    for adversarial, transforms, disc in combinations:
         on = [n for n, flag in (("adv", adversarial), ("tf", transforms), ("d", disc)) if flag]
         name = "+".join(on) if on else "none"
         result[name] = replace(

@@ -406,8 +406,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
-    from nf_dist.metrics import summarize
     from nf_dist.models.checkpoint import load_classifier
+    from nf_dist.scoring import summarize
     from nf_dist.verify import model_oracle, verify
 
     fingerprints = load_fingerprint_set(args.fingerprints)

@@ -32,7 +32,7 @@ from nf_dist.bench import Benchmark, load
 from nf_dist.bench.store import BenchStore
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, load_fingerprint_set
-from nf_dist.metrics import bootstrap_ci, matching_rate, summarize
+from nf_dist.scoring import bootstrap_ci, matching_rate, summarize
 from nf_dist.storage.uri import join, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class EvaluateConfig:
 def suspect_answers(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[str, np.ndarray]:
     """One suspect's top-1 label for every fingerprint of each set; it is only asked for labels."""
     from nf_dist.models.checkpoint import load_classifier
-    from nf_dist.models.training import predict
+    from nf_dist.models.inference import predict
 
     model, _ = load_classifier(model_stem)
     return {name: predict(model, fingerprints.inputs()) for name, fingerprints in sets.items()}
@@ -130,7 +130,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         serve_metrics(config.metrics_port)
     answers: dict[str, dict[str, np.ndarray]] = {}
     if config.engine == "ray":
-        from nf_dist.ray_utils import init_ray
+        from nf_dist.distributed.cluster import init_ray
 
         init_ray(config.address)
         shared = ray.put(sets)

@@ -21,7 +21,8 @@ from nf_dist.models import create_classifier
 from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.gan import GanTrainConfig, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
-from nf_dist.models.training import TrainConfig, accuracy, train_classifier
+from nf_dist.models.inference import accuracy
+from nf_dist.models.training import TrainConfig, train_classifier
 
 logger = logging.getLogger(__name__)
 

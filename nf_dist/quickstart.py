@@ -27,9 +27,9 @@ from nf_dist.fingerprint.fingerprint_set import (
     save_grid,
 )
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, generate
-from nf_dist.metrics import summarize
 from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
+from nf_dist.scoring import summarize
 from nf_dist.verify import model_oracle, verify
 from nf_dist.zoo import BuiltModel, ZooModel, build_zoo
 

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from nf_dist.metrics import robustness, uniqueness  # noqa: E402
+from nf_dist.scoring import robustness, uniqueness  # noqa: E402
 from nf_dist.storage.uri import join, read_bytes  # noqa: E402
 
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
-from nf_dist.metrics import matching_rate
-from nf_dist.models.training import predict
+from nf_dist.models.inference import predict
+from nf_dist.scoring import matching_rate
 
 #: A label-only suspect: uint8 images ``(N, 32, 32, 3)`` -> top-1 labels ``(N,)``.
 LabelOracle = Callable[[np.ndarray], np.ndarray]

@@ -21,7 +21,8 @@ from nf_dist.data.config import Splits
 from nf_dist.errors import CheckpointError, ConfigError
 from nf_dist.models import Classifier
 from nf_dist.models.checkpoint import load_classifier, save_classifier
-from nf_dist.models.training import TrainConfig, accuracy
+from nf_dist.models.inference import accuracy
+from nf_dist.models.training import TrainConfig
 from nf_dist.storage.uri import join
 
 logger = logging.getLogger(__name__)

@@ -29,10 +29,10 @@ from nf_dist.bench.floors import FloorCheck, check_floors, source_id
 from nf_dist.bench.store import BenchStore
 from nf_dist.config import to_dict
 from nf_dist.data.config import Splits, load_splits
+from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, NfDistError
 from nf_dist.models.checkpoint import load_classifier, save_classifier
-from nf_dist.models.training import accuracy
-from nf_dist.ray_utils import init_ray
+from nf_dist.models.inference import accuracy
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
 from nf_dist.storage.uri import absolute_uri, read_bytes, write_bytes_atomic
 from nf_dist.telemetry import metrics

@@ -317,7 +317,7 @@ def ray_engine_factory(
     """The engine factory for a :class:`~nf_dist.jobs.FingerprintJobConfig` with
     ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known.
     With ``placement_group`` (a Tune trial's), shard i runs in bundle i + 1."""
-    from nf_dist.ray_utils import init_ray
+    from nf_dist.distributed.cluster import init_ray
     from nf_dist.storage.uri import absolute_uri
 
     def build(y_gen: torch.Tensor, y_orig: torch.Tensor, y_adv: torch.Tensor) -> RayModelGradients:

@@ -22,11 +22,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nf_dist.config import from_dict, to_dict
+from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier, create_classifier
 from nf_dist.models.checkpoint import save_classifier
-from nf_dist.models.training import TrainProgress, accuracy, train_classifier
-from nf_dist.ray_utils import init_ray
+from nf_dist.models.inference import accuracy
+from nf_dist.models.training import TrainProgress, train_classifier
 from nf_dist.storage.uri import absolute_uri, is_remote
 
 logger = logging.getLogger(__name__)

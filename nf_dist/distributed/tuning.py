@@ -42,7 +42,7 @@ from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set
 from nf_dist.fingerprint.methods import METHODS
 from nf_dist.jobs import nested_fingerprint_job, run_fingerprint
-from nf_dist.metrics import matching_rate, summarize
+from nf_dist.scoring import matching_rate, summarize
 from nf_dist.storage.uri import absolute_uri, is_remote, join, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class ValidationScorer:
 
     def score(self, fingerprints: FingerprintSet) -> dict[str, float]:
         """``val_aruc``, ``val_tpr_at_1pct_fpr`` and friends; an empty set scores 0."""
-        from nf_dist.models.training import predict
+        from nf_dist.models.inference import predict
 
         if len(fingerprints) == 0:
             return {"val_aruc": 0.0, "val_tpr_at_1pct_fpr": 0.0, "num_fingerprints": 0}
@@ -364,7 +364,7 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from nf_dist.ray_utils import init_ray
+    from nf_dist.distributed.cluster import init_ray
 
     fields = set(to_dict(method_settings(config, {})))  # also checks the base config
     unknown = [name for name in config.search_space if name not in fields]

@@ -97,6 +97,9 @@ class NaturalFingerConfig:
             draw's luck moves survival several-fold).
         screen_min_pass: share of the transformed views an image must pass; the plain image
             (what a suspect is queried with) must always pass (paper: 1.0, every view).
+        precision: ``bf16`` runs the optimisation's forward passes (G, the classifiers, D) under
+            bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16 and on GPUs; the latents, their
+            gradients and every label decision (selection, y_adv, screening) stay fp32.
         batch_size: images per forward pass in selection, labelling and screening.
         seed: seeds latents, labels, the model schedule and the transformations.
     """
@@ -128,6 +131,7 @@ class NaturalFingerConfig:
     screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
     screen_draws: int = 1
     screen_min_pass: float = 1.0
+    precision: Literal["fp32", "bf16"] = "fp32"
     batch_size: int = 500
     seed: int = 0
 
@@ -164,6 +168,7 @@ class NaturalFingerConfig:
             "screen_negatives": ("adversarial", "not_original"),
             "adversarial_label_models": ("negative", "positive"),
             "discriminator_label": ("generator", "random"),
+            "precision": ("fp32", "bf16"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -428,11 +433,16 @@ class Objective:
 
     k: float = 50.0
     negatives_away: bool = False
+    bf16: bool = False
 
     @classmethod
     def of(cls, config: NaturalFingerConfig) -> Objective:
         """The objective a config asks for."""
-        return cls(config.k, config.negative_objective == "away")
+        return cls(config.k, config.negative_objective == "away", config.precision == "bf16")
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The autocast context of the step's forward passes (a no-op in fp32)."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
 
 def model_group_loss(
@@ -448,7 +458,7 @@ def model_group_loss(
     total = images.new_zeros(())
     losses, hits = [], []
     for model in models:
-        logits = model(images)
+        logits = model(images).float()
         per_image = cw_away_loss(logits, target, k) if away else cw_loss(logits, target, k)
         loss = per_image.mean()
         total = total + loss
@@ -698,12 +708,13 @@ def partial_model_gradient(
     T(G(z)), with the groups' losses. The reference passes all of a step's models; each shard
     of the Ray engine passes its own, and the shards' gradients add up to the reference's."""
     z = z.detach().requires_grad_(True)
-    transformed = apply_transform(generator(z, y_gen), transform)
-    pos = model_group_loss(positives, transformed, y_orig, objective.k)
-    if objective.negatives_away:
-        neg = model_group_loss(negatives, transformed, y_orig, objective.k, away=True)
-    else:
-        neg = model_group_loss(negatives, transformed, y_adv, objective.k)
+    with objective.autocast(z.device):
+        transformed = apply_transform(generator(z, y_gen), transform)
+        pos = model_group_loss(positives, transformed, y_orig, objective.k)
+        if objective.negatives_away:
+            neg = model_group_loss(negatives, transformed, y_orig, objective.k, away=True)
+        else:
+            neg = model_group_loss(negatives, transformed, y_adv, objective.k)
     # Each group's sum is divided by the step's count of that group (not the shard's), so the
     # shards' partial gradients add up to the reference's means.
     (grad,) = torch.autograd.grad(pos.total / num_positive + neg.total / num_negative, z)
@@ -872,11 +883,10 @@ def descend(
         optimizer.zero_grad(set_to_none=True)
         disc_loss = z.new_zeros(())
         if lambda_d > 0:
-            images = generator(z, y_gen)
             labels = discriminator_labels(plan, y_gen, num_classes, config)
-            disc_loss = discriminator_loss(
-                discriminator(images, labels), config.discriminator_loss
-            ).mean()
+            with Objective.of(config).autocast(z.device):
+                scores = discriminator(generator(z, y_gen), labels).float()
+            disc_loss = discriminator_loss(scores, config.discriminator_loss).mean()
             (lambda_d * disc_loss).backward()
             assert z.grad is not None
             z.grad += models.grad

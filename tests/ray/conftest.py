@@ -67,7 +67,7 @@ def ray_cluster(s3_endpoint: str) -> Iterator[None]:
     """One embedded Ray for the session: 2 CPUs, every listener on 127.0.0.1."""
     import ray
 
-    from nf_dist.ray_utils import init_ray
+    from nf_dist.distributed.cluster import init_ray
 
     init_ray(num_cpus=2)
     yield

@@ -244,7 +244,7 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     from nf_dist.fingerprint.fingerprint_set import save_fingerprint_set
     from nf_dist.fingerprint.methods import METHODS, FingerprintContext
     from nf_dist.fingerprint.methods.clean import CleanConfig
-    from nf_dist.metrics import aruc
+    from nf_dist.scoring import aruc
 
     uri, _ = built_local
     loaded = bench.load(uri)
@@ -372,7 +372,7 @@ def test_experiment_runs_every_method_evaluates_and_reports(
     from nf_dist.cli import main
     from nf_dist.config import dump_yaml, from_dict
     from nf_dist.experiment import ExperimentConfig, run_experiment
-    from nf_dist.metrics import aruc
+    from nf_dist.scoring import aruc
 
     uri, _ = built_local
     train_uri = str(Path(cifar_test_uri).with_name("train.parquet"))

@@ -122,7 +122,7 @@ def _fingerprint_set(folder: Path, model: torch.nn.Module) -> str:
     import numpy as np
 
     from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set
-    from nf_dist.models.training import predict
+    from nf_dist.models.inference import predict
 
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     labels = predict(model, images)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nf_dist.fingerprint.losses import cw_away_loss, cw_loss, discriminator_loss
-from nf_dist.metrics import aruc, matching_rate, roc_auc, summarize, tpr_at_fpr
+from nf_dist.scoring import aruc, matching_rate, roc_auc, summarize, tpr_at_fpr
 
 
 def test_cw_loss_hand_computed() -> None:

@@ -350,3 +350,22 @@ def test_screening_rules(tiny_world: tuple) -> None:
 def test_bad_settings_name_their_field(field: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         NaturalFingerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_ablation_variants_follow_table_3() -> None:
+    from nf_dist.ablation import variants
+
+    names = list(variants(NaturalFingerConfig()))
+    assert names == [
+        "none",
+        "adv",
+        "tf",
+        "d",
+        "adv+tf",
+        "adv+d",
+        "tf+d",
+        "adv+tf+d",
+        "adv+tf+d(paper sign)",
+    ]
+    full = variants(NaturalFingerConfig())["adv+tf+d"]
+    assert full.adversarial_labels and full.input_transforms and full.discriminator

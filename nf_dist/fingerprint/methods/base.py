@@ -12,7 +12,7 @@ from torch import nn
 
 from nf_dist.data.readers import ImageDataset
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
-from nf_dist.models.training import predict
+from nf_dist.models.inference import predict
 from nf_dist.registry import Registry
 
 

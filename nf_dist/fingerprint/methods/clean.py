@@ -18,7 +18,7 @@ from nf_dist.fingerprint.methods.base import (
     FingerprintMethod,
     majority_labels,
 )
-from nf_dist.models.training import predict
+from nf_dist.models.inference import predict
 
 
 @dataclass(frozen=True)

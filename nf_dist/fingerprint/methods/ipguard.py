@@ -24,7 +24,7 @@ from nf_dist.fingerprint.methods.base import (
     FingerprintContext,
     FingerprintMethod,
 )
-from nf_dist.models.training import predict
+from nf_dist.models.inference import predict
 
 
 @dataclass(frozen=True)

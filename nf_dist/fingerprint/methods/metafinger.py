@@ -28,7 +28,7 @@ from nf_dist.fingerprint.methods.base import (
     majority_labels,
 )
 from nf_dist.fingerprint.transforms import apply_transform, sample_transform
-from nf_dist.models.training import predict
+from nf_dist.models.inference import predict
 
 
 @dataclass(frozen=True)
