@@ -35,11 +35,11 @@ from benchmarks.nf_choices import ChoicesConfig, run_one, validation_ids
 from nf_dist.bench import load
 from nf_dist.config import load_config, to_dict
 from nf_dist.data import DataConfig, load_splits
-from nf_dist.distributed.tuning import ValidationScorer
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
+from nf_dist.fingerprint.stealth import DetectorConfig, detection_rate, train_detector
 from nf_dist.models.gan import gan_test_accuracy, load_gan
 from nf_dist.models.gan.quality import classifier_fd
-from nf_dist.stealth import DetectorConfig, detection_rate, train_detector
+from nf_dist.pipelines.tune import ValidationScorer
 
 RESULTS = Path(__file__).parent / "results"
 

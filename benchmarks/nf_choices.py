@@ -29,11 +29,11 @@ import numpy as np
 from benchmarks.common import machine
 from nf_dist.bench import load
 from nf_dist.config import from_dict, load_config, to_dict
-from nf_dist.distributed.tuning import TuneJobConfig, ValidationScorer, three_way_split
 from nf_dist.errors import FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
-from nf_dist.jobs import FingerprintJobConfig, run_fingerprint
+from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
+from nf_dist.pipelines.tune import TuneJobConfig, ValidationScorer, three_way_split
 
 RESULTS = Path(__file__).parent / "results"
 BUDGET = 100

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.common import machine
 from nf_dist.config import load_config, read_yaml
-from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig, run_quickstart
+from nf_dist.pipelines.quickstart import DEFAULT_CONFIG, QuickstartConfig, run_quickstart
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -220,7 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig, format_table, run_quickstart
+    from nf_dist.pipelines.quickstart import (
+        DEFAULT_CONFIG,
+        QuickstartConfig,
+        format_table,
+        run_quickstart,
+    )
 
     base = read_yaml(DEFAULT_CONFIG) if args.config is None else None
     config = load_config(QuickstartConfig, args.config, args.overrides, base=base)
@@ -230,12 +235,12 @@ def _quickstart(args: argparse.Namespace) -> int:
 
 
 def _job(args: argparse.Namespace) -> int:
-    from nf_dist import jobs
+    from nf_dist.pipelines import fingerprint, train
 
     kinds: dict[str, tuple[Any, Any]] = {
-        "train": (jobs.TrainJobConfig, jobs.run_train),
-        "gan": (jobs.GanJobConfig, jobs.run_gan),
-        "fingerprint": (jobs.FingerprintJobConfig, jobs.run_fingerprint),
+        "train": (train.TrainJobConfig, train.run_train),
+        "gan": (train.GanJobConfig, train.run_gan),
+        "fingerprint": (fingerprint.FingerprintJobConfig, fingerprint.run_fingerprint),
     }
     config_cls, run = kinds[args.command]
     overrides = []
@@ -317,7 +322,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from nf_dist.evaluate import EvaluateConfig, evaluate
+    from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
 
     config = _load(EvaluateConfig, args, "evaluate", record_in_output=True)
     metrics = evaluate(config)
@@ -335,7 +340,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _ablation(args: argparse.Namespace) -> int:
-    from nf_dist.ablation import AblationConfig, run_ablation
+    from nf_dist.pipelines.ablation import AblationConfig, run_ablation
 
     config = _load(AblationConfig, args, "ablation", record_in_output=True)
     for row in run_ablation(config, progress=not args.no_progress):
@@ -348,7 +353,7 @@ def _ablation(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from nf_dist.experiment import ExperimentConfig, run_experiment
+    from nf_dist.pipelines.experiment import ExperimentConfig, run_experiment
 
     config = _load(ExperimentConfig, args, "experiment", record_in_output=True)
     result = run_experiment(config, progress=not args.no_progress)
@@ -371,7 +376,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from nf_dist.distributed.tuning import TuneJobConfig, run_tune
+    from nf_dist.pipelines.tune import TuneJobConfig, run_tune
 
     config = _load(TuneJobConfig, args, "tune", record_in_output=True)
     summary = run_tune(config, progress=not args.no_progress)
@@ -387,7 +392,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from nf_dist.report import ReportConfig, publish_report
+    from nf_dist.pipelines.report import ReportConfig, publish_report
 
     overrides = []
     for item in args.fingerprints:

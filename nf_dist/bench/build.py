@@ -3,7 +3,7 @@
 The driver resolves the catalog, skips models that are already committed and verified (see
 :mod:`nf_dist.bench.store`), puts the decoded data splits into the object store once, and submits a
 task for every model whose parent is built. Each task trains its model with the same
-:func:`nf_dist.zoo.build_model` the single-process quickstart uses, writes the weights, then
+:func:`nf_dist.bench.zoo.build_model` the single-process quickstart uses, writes the weights, then
 commits its manifest row. Failed attempts (an exception or a dead worker) are retried by the
 driver up to ``max_retries`` times, so retries show in the log and in the metrics.
 
@@ -27,6 +27,7 @@ from nf_dist import __version__
 from nf_dist.bench.catalog import Profile, load_profile
 from nf_dist.bench.floors import FloorCheck, check_floors, source_id
 from nf_dist.bench.store import BenchStore
+from nf_dist.bench.zoo import ZooModel, build_model
 from nf_dist.config import to_dict
 from nf_dist.data.config import Splits, load_splits
 from nf_dist.distributed.cluster import init_ray
@@ -36,7 +37,6 @@ from nf_dist.models.inference import accuracy
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
 from nf_dist.storage.uri import absolute_uri, read_bytes, write_bytes_atomic
 from nf_dist.telemetry import metrics
-from nf_dist.zoo import ZooModel, build_model
 
 logger = logging.getLogger(__name__)
 

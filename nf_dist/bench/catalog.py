@@ -4,7 +4,7 @@ A profile (``nf_dist/bench/catalogs/<name>.yaml``) holds the data sizes, the def
 stem, named training recipes (with the resources one build task asks for) and the model rows.
 :func:`load_profile` validates it before anything runs (duplicate ids, unknown architectures,
 attacks, recipes or attack parameters, missing parents, cycles) and resolves each row into a
-:class:`~nf_dist.zoo.ZooModel` in build order (parents first).
+:class:`~nf_dist.bench.zoo.ZooModel` in build order (parents first).
 
 Example:
     >>> profile = load_profile("smoke")
@@ -22,12 +22,12 @@ from typing import Any, Literal
 
 from nf_dist.bench.attacks import ATTACKS
 from nf_dist.bench.floors import FloorFactors
+from nf_dist.bench.zoo import ZooModel
 from nf_dist.config import from_dict, merge, read_yaml, to_dict
 from nf_dist.data.config import DataConfig
 from nf_dist.errors import ConfigError
 from nf_dist.models import list_classifiers
 from nf_dist.models.training import TrainConfig
-from nf_dist.zoo import ZooModel
 
 CATALOG_DIR = Path(__file__).parent / "catalogs"
 

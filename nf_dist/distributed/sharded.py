@@ -314,7 +314,7 @@ def ray_engine_factory(
     negative_uris: Sequence[str],
     placement_group: Any = None,
 ) -> Any:
-    """The engine factory for a :class:`~nf_dist.jobs.FingerprintJobConfig` with
+    """The engine factory for a :class:`~nf_dist.pipelines.fingerprint.FingerprintJobConfig` with
     ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known.
     With ``placement_group`` (a Tune trial's), shard i runs in bundle i + 1."""
     from nf_dist.distributed.cluster import init_ray

@@ -14,23 +14,77 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from nf_dist.config import from_dict, to_dict
+from nf_dist.data import DataConfig, load_splits
 from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier, create_classifier
 from nf_dist.models.checkpoint import save_classifier
+from nf_dist.models.gan import GanTrainConfig, train_gan
 from nf_dist.models.inference import accuracy
-from nf_dist.models.training import TrainProgress, train_classifier
+from nf_dist.models.training import TrainConfig, TrainProgress, train_classifier
 from nf_dist.storage.uri import absolute_uri, is_remote
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Data-parallel training on Ray Train workers (``num`` 0: train in this process).
+
+    Attributes:
+        num: number of workers (``--workers N``).
+        cpus_per_worker: CPUs (and torch threads) per worker.
+        use_gpu: one GPU per worker (NCCL); gloo on CPUs otherwise.
+        max_failures: worker-group restarts from the latest checkpoint before giving up.
+        address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
+    """
+
+    num: int = 0
+    cpus_per_worker: int = 1
+    use_gpu: bool = False
+    max_failures: int = 2
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.num < 0 or self.cpus_per_worker < 1 or self.max_failures < 0:
+            raise ConfigError(
+                "workers: num >= 0, cpus_per_worker >= 1 and max_failures >= 0 are required"
+            )
+
+
+@dataclass(frozen=True)
+class ClassifierRun:
+    """One classifier trained from scratch by Ray Train workers (the train pipeline builds it)."""
+
+    output_uri: str
+    data: DataConfig
+    data_half: Literal["a", "b"]
+    arch: str
+    width: float
+    stem_stride: int
+    seed: int
+    train: TrainConfig
+    workers: WorkersConfig
+
+
+@dataclass(frozen=True)
+class GanRun:
+    """One GAN trained by Ray Train workers (the GAN pipeline builds it)."""
+
+    output_uri: str
+    data: DataConfig
+    data_half: Literal["a", "b"]
+    gan: GanTrainConfig = field(default_factory=GanTrainConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+
 
 MODEL_FILE = "model.safetensors"
 PROGRESS_FILE = "progress.pt"
@@ -84,7 +138,7 @@ def _load_checkpoint_dir(folder: str) -> tuple[dict[str, torch.Tensor], TrainPro
     )
 
 
-def _trainer(worker: Any, config: Any) -> tuple[Any, str]:
+def _trainer(worker: Any, config: ClassifierRun | GanRun) -> tuple[Any, str]:
     """A ``TorchTrainer`` for a job config with a ``workers`` section; returns it and its run name
     (the folder under the storage path that holds its checkpoints)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -125,13 +179,11 @@ def _classifier_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover
     import ray.train.torch
     from ray.train import Checkpoint
 
-    from nf_dist.jobs import TrainJobConfig, load_half
-
-    config = from_dict(TrainJobConfig, loop_config["config"])
+    config = from_dict(ClassifierRun, loop_config["config"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(int(loop_config.get("threads_per_worker", 1)))
-    half, _ = load_half(config.data, config.data_half)
+    half = load_splits(config.data, with_query=False).half(config.data_half)
     torch.manual_seed(config.seed)
     model = create_classifier(config.arch, half.num_classes, config.width, config.stem_stride)
     resume = None
@@ -169,18 +221,16 @@ def _classifier_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover
     report(TrainProgress(-1, {}, {}, result.losses), final=True)
 
 
-def train_classifier_on_ray(config: Any, *, progress: bool = True) -> tuple[Classifier, float]:
-    """Train ``config`` (a :class:`~nf_dist.jobs.TrainJobConfig`) on ``config.workers`` Ray
-    Train workers, save it like the single-process job; returns (model, test accuracy)."""
-    from nf_dist.jobs import load_half
-
+def train_classifier_on_ray(config: ClassifierRun) -> tuple[Classifier, float]:
+    """Train ``config`` on ``config.workers`` Ray Train workers, save it like the
+    single-process job; returns (model, test accuracy)."""
     trainer, name = _trainer(_classifier_worker, config)
     result = trainer.fit()
     if result.checkpoint is None:
         raise ConfigError(f"Ray Train run {name} finished without a checkpoint")
     with result.checkpoint.as_directory() as folder:
         state, _ = _load_checkpoint_dir(folder)
-    _, test = load_half(config.data, config.data_half)
+    test = load_splits(config.data, with_query=False).test
     model = create_classifier(config.arch, test.num_classes, config.width, config.stem_stride)
     model.load_state_dict(state)
     model.eval()
@@ -214,14 +264,11 @@ def _gan_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover - in w
     import ray.train
     import ray.train.torch
 
-    from nf_dist.jobs import GanJobConfig, load_half
-    from nf_dist.models.gan import train_gan
-
-    config = from_dict(GanJobConfig, loop_config["config"])
+    config = from_dict(GanRun, loop_config["config"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(int(loop_config.get("threads_per_worker", 1)))
-    half, _ = load_half(config.data, config.data_half)
+    half = load_splits(config.data, with_query=False).half(config.data_half)
     train_gan(
         half.images,
         half.labels,
@@ -235,10 +282,10 @@ def _gan_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover - in w
     )
 
 
-def train_gan_on_ray(config: Any) -> None:
-    """Train the GAN of ``config`` (a :class:`~nf_dist.jobs.GanJobConfig`) on ``config.workers``
-    Ray Train workers with gradient averaging. Rank 0 writes the GAN's own resumable checkpoint
-    at ``config.output_uri`` every ``gan.checkpoint_every`` steps; a restarted worker group (up to
-    ``max_failures``) or a re-run resumes from it."""
+def train_gan_on_ray(config: GanRun) -> None:
+    """Train the GAN of ``config`` on ``config.workers`` Ray Train workers with gradient
+    averaging. Rank 0 writes the GAN's own resumable checkpoint at ``config.output_uri`` every
+    ``gan.checkpoint_every`` steps; a restarted worker group (up to ``max_failures``) or a re-run
+    resumes from it."""
     trainer, _ = _trainer(_gan_worker, config)
     trainer.fit()

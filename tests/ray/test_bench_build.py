@@ -203,7 +203,7 @@ def test_fingerprint_from_benchmark_ids_on_the_ray_engine(
 ) -> None:
     """The sharded engine loads its models from a built benchmark by id."""
     from nf_dist.config import from_dict
-    from nf_dist.jobs import FingerprintJobConfig, run_fingerprint
+    from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
 
     uri, _ = built_local
     gan = tiny_gan_uri
@@ -240,10 +240,10 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     import pyarrow.parquet as pq
 
     from nf_dist.data import load_dataset
-    from nf_dist.evaluate import EvaluateConfig, evaluate
     from nf_dist.fingerprint.fingerprint_set import save_fingerprint_set
     from nf_dist.fingerprint.methods import METHODS, FingerprintContext
     from nf_dist.fingerprint.methods.clean import CleanConfig
+    from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
     from nf_dist.scoring import aruc
 
     uri, _ = built_local
@@ -329,9 +329,9 @@ def test_ablation_runs_every_variant_and_reports_it(
 ) -> None:
     import json
 
-    from nf_dist.ablation import AblationConfig, run_ablation, variants
     from nf_dist.config import from_dict
-    from nf_dist.report import write_report
+    from nf_dist.pipelines.ablation import AblationConfig, run_ablation, variants
+    from nf_dist.pipelines.report import write_report
 
     uri, _ = built_local
     config = from_dict(
@@ -371,7 +371,7 @@ def test_experiment_runs_every_method_evaluates_and_reports(
 
     from nf_dist.cli import main
     from nf_dist.config import dump_yaml, from_dict
-    from nf_dist.experiment import ExperimentConfig, run_experiment
+    from nf_dist.pipelines.experiment import ExperimentConfig, run_experiment
     from nf_dist.scoring import aruc
 
     uri, _ = built_local

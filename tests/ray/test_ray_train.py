@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from nf_dist.config import from_dict
-from nf_dist.jobs import GanJobConfig, TrainJobConfig, run_gan, run_train
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
+from nf_dist.pipelines.train import GanJobConfig, TrainJobConfig, run_gan, run_train
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 

@@ -13,8 +13,8 @@ import yaml
 
 from nf_dist.cli import main
 from nf_dist.config import from_dict, load_config
-from nf_dist.distributed.tuning import TuneJobConfig, run_tune
-from nf_dist.jobs import FingerprintJobConfig
+from nf_dist.pipelines.fingerprint import FingerprintJobConfig
+from nf_dist.pipelines.tune import TuneJobConfig, run_tune
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 

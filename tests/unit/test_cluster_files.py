@@ -484,7 +484,7 @@ def test_jobs_use_benchmarks_that_a_build_job_builds(
 ) -> None:
     from nf_dist.bench.build import BuildConfig
     from nf_dist.bench.catalog import load_profile
-    from nf_dist.experiment import ExperimentConfig, validate
+    from nf_dist.pipelines.experiment import ExperimentConfig, validate
 
     built = {
         config.output_uri: config.profile

@@ -6,8 +6,9 @@ import pytest
 
 from nf_dist.config import dump_yaml, load_config, parse_overrides
 from nf_dist.errors import ConfigError
-from nf_dist.jobs import FingerprintJobConfig, GanJobConfig, TrainJobConfig
-from nf_dist.quickstart import DEFAULT_CONFIG, QuickstartConfig
+from nf_dist.pipelines.fingerprint import FingerprintJobConfig
+from nf_dist.pipelines.quickstart import DEFAULT_CONFIG, QuickstartConfig
+from nf_dist.pipelines.train import GanJobConfig, TrainJobConfig
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:

@@ -353,7 +353,7 @@ def test_bad_settings_name_their_field(field: str, value: object, match: str) ->
 
 
 def test_ablation_variants_follow_table_3() -> None:
-    from nf_dist.ablation import variants
+    from nf_dist.pipelines.ablation import variants
 
     names = list(variants(NaturalFingerConfig()))
     assert names == [

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from nf_dist.data import load_dataset
-from nf_dist.stealth import (
+from nf_dist.fingerprint.stealth import (
     DetectorConfig,
     detection_rate,
     detector_cnn,

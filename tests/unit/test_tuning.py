@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from nf_dist.config import from_dict
-from nf_dist.distributed.tuning import (
+from nf_dist.errors import ConfigError
+from nf_dist.pipelines.tune import (
     ParamSpec,
     TuneJobConfig,
-    _searcher,
     method_settings,
+    search_algorithm,
     three_way_split,
 )
-from nf_dist.errors import ConfigError
 
 
 def _rows() -> list[dict]:
@@ -70,7 +70,7 @@ def test_yaml_search_spaces_and_the_bayesian_searcher() -> None:
     pytest.importorskip("optuna")
     from ray.tune.search.optuna import OptunaSearch
 
-    assert isinstance(_searcher(TuneJobConfig(searcher="optuna")), OptunaSearch)
+    assert isinstance(search_algorithm("optuna", 0), OptunaSearch)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    assert isinstance(_searcher(TuneJobConfig(searcher="random")), BasicVariantGenerator)
+    assert isinstance(search_algorithm("random", 0), BasicVariantGenerator)

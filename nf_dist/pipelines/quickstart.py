@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from nf_dist import __version__
+from nf_dist.bench.zoo import BuiltModel, ZooModel, build_zoo
 from nf_dist.config import dump_yaml, to_dict
 from nf_dist.data import DataConfig, load_splits
 from nf_dist.errors import DataError
@@ -31,13 +32,13 @@ from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_gr
 from nf_dist.models.gan.train import load_gan
 from nf_dist.scoring import summarize
 from nf_dist.verify import model_oracle, verify
-from nf_dist.zoo import BuiltModel, ZooModel, build_zoo
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "quickstart.yaml"
+PACKAGE = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PACKAGE / "configs" / "quickstart.yaml"
 #: The GAN checkpoint shipped with the package (how it was made: nf_dist/assets/gan/README.md).
-SHIPPED_GAN = str(Path(__file__).parent / "assets" / "gan" / "gan64")
+SHIPPED_GAN = str(PACKAGE / "assets" / "gan" / "gan64")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """``nf-dist report``: a Markdown report with PNG plots from an evaluation's tables.
 
 Reads ``rates.parquet``, ``margins.parquet`` and ``metrics.json`` written by
-:mod:`nf_dist.evaluate` (and, where present, ``ablation.json`` and ``stealth.json`` beside them)
+:mod:`nf_dist.pipelines.evaluate` (and, where present, ``ablation.json`` and ``stealth.json``
+beside them)
 and writes ``report.md`` with: the metrics table (held-out and all models), robustness-uniqueness
 curves per method (the paper's Fig. 4), mean matching-rate margins per attack (Figs. 5-6) and per
 architecture for distillation and Knockoff (Fig. 7), and a grid of each method's fingerprints.

@@ -1,7 +1,8 @@
-"""The single-machine jobs behind the CLI: train a classifier, train a GAN, generate a fingerprint.
+"""Generate one NaturalFinger fingerprint set: ``nf-dist fingerprint``.
 
-Each job is a frozen config plus a ``run_*`` function; the CLI and ``jobs/*.py`` only parse
-arguments and call these.
+The job config names the GAN, the white-box models (checkpoint URIs, or ids of a built
+benchmark) and the engine; :func:`run_fingerprint` runs it and writes the Parquet set with a PNG
+preview beside it.
 """
 
 from __future__ import annotations
@@ -10,114 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
-
-from nf_dist.data import DataConfig, load_splits
-from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set, save_grid
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, StepObserver, generate
-from nf_dist.models import create_classifier
-from nf_dist.models.checkpoint import load_classifier, save_classifier
-from nf_dist.models.gan import GanTrainConfig, save_sample_grid, train_gan
+from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
-from nf_dist.models.inference import accuracy
-from nf_dist.models.training import TrainConfig, train_classifier
 
 logger = logging.getLogger(__name__)
-
-
-def load_half(data: DataConfig, half: Literal["a", "b"]) -> tuple[ImageDataset, ImageDataset]:
-    """The requested training half and the held-out test set of the paper's split."""
-    splits = load_splits(data, with_query=False)
-    return splits.half(half), splits.test
-
-
-@dataclass(frozen=True)
-class WorkersConfig:
-    """Data-parallel training on Ray Train workers (``num`` 0: train in this process).
-
-    Attributes:
-        num: number of workers (``--workers N``).
-        cpus_per_worker: CPUs (and torch threads) per worker.
-        use_gpu: one GPU per worker (NCCL); gloo on CPUs otherwise.
-        max_failures: worker-group restarts from the latest checkpoint before giving up.
-        address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
-    """
-
-    num: int = 0
-    cpus_per_worker: int = 1
-    use_gpu: bool = False
-    max_failures: int = 2
-    address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.num < 0 or self.cpus_per_worker < 1 or self.max_failures < 0:
-            raise ConfigError(
-                "workers: num >= 0, cpus_per_worker >= 1 and max_failures >= 0 are required"
-            )
-
-
-@dataclass(frozen=True)
-class TrainJobConfig:
-    """``nf-dist train``: one classifier from scratch on a training half.
-
-    ``workers.num`` 0 trains in this process; N >= 1 trains data-parallel on N Ray Train
-    workers (:mod:`nf_dist.distributed.train`), restarting from the latest checkpoint on failure.
-    """
-
-    output_uri: str = "runs/train/model"
-    data: DataConfig = field(default_factory=DataConfig)
-    data_half: Literal["a", "b"] = "a"
-    arch: str = "resnet18"
-    width: float = 0.25
-    stem_stride: int = 2
-    seed: int = 0
-    train: TrainConfig = field(default_factory=TrainConfig)
-    workers: WorkersConfig = field(default_factory=WorkersConfig)
-
-
-def run_train(config: TrainJobConfig, *, progress: bool = True) -> float:
-    """Train, evaluate and checkpoint; returns the test accuracy."""
-    if config.workers.num > 0:
-        from nf_dist.distributed.train import train_classifier_on_ray
-
-        return train_classifier_on_ray(config, progress=progress)[1]
-    half, test = load_half(config.data, config.data_half)
-    torch.manual_seed(config.seed)
-    model = create_classifier(config.arch, half.num_classes, config.width, config.stem_stride)
-    train_classifier(model, half, config.train, progress=progress, description=config.arch)
-    acc = accuracy(model, test)
-    save_classifier(model, config.output_uri, train=config.train.__dict__, test_accuracy=acc)
-    logger.info("saved %s (test accuracy %.3f)", config.output_uri, acc)
-    return acc
-
-
-@dataclass(frozen=True)
-class GanJobConfig:
-    """``nf-dist gan train``: a class-conditional GAN on a training half.
-
-    ``workers.num`` N >= 1 trains data-parallel on N Ray Train workers (see ``WorkersConfig``).
-    """
-
-    output_uri: str = "runs/gan/gan"
-    data: DataConfig = field(default_factory=DataConfig)
-    data_half: Literal["a", "b"] = "a"
-    gan: GanTrainConfig = field(default_factory=GanTrainConfig)
-    workers: WorkersConfig = field(default_factory=WorkersConfig)
-
-
-def run_gan(config: GanJobConfig, *, progress: bool = True) -> str:
-    """Train (or resume) the GAN, write a sample grid; returns the grid's path."""
-    if config.workers.num > 0:
-        from nf_dist.distributed.train import train_gan_on_ray
-
-        train_gan_on_ray(config)
-    half, _ = load_half(config.data, config.data_half)
-    result = train_gan(half.images, half.labels, config.gan, config.output_uri, progress=progress)
-    return save_sample_grid(
-        result.ema_generator or result.generator, config.output_uri + "_samples.png"
-    )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ tricks, plus the discriminator-sign choice, evaluated on the same benchmark.
 Tricks: adversarial labels (off: a random label), input transformations (off: identity only) and
 the discriminator term (off: lambda 0). The sign variant runs all three tricks with the paper's
 ``max(0, 1 + D(x))`` term instead of the generator-side default. Every variant generates from the
-same models with the same seed; all sets are then evaluated together (:mod:`nf_dist.evaluate`),
+same models with the same seed; all sets are then evaluated together
+(:mod:`nf_dist.pipelines.evaluate`),
 and ``ablation.json`` beside the evaluation lists each variant's held-out and all-model ARUC (or
 why it produced no fingerprint).
 """
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from nf_dist.errors import FingerprintError
-from nf_dist.evaluate import EvaluateConfig, evaluate
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
-from nf_dist.jobs import nested_fingerprint_job, run_fingerprint
+from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
+from nf_dist.pipelines.fingerprint import nested_fingerprint_job, run_fingerprint
 from nf_dist.storage.uri import join, write_bytes_atomic
 
 logger = logging.getLogger(__name__)

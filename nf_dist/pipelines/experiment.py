@@ -10,13 +10,15 @@ evaluated together, the stealthiness detector over several seeds, and the report
    split of ``data``). Sets land at ``sets/<name>.parquet`` with ``sets/<name>.json`` (method, GAN,
    config, fingerprint count, wall seconds) written after it; a re-run skips every set whose
    record matches its entry, so a killed experiment resumes.
-2. **Evaluation** (:mod:`nf_dist.evaluate`) of all sets on every suspect, the generation models
+2. **Evaluation** (:mod:`nf_dist.pipelines.evaluate`) of all sets on every suspect, the
+   generation models
    kept out of the held-out metrics.
-3. **Stealthiness** (Table 2, :mod:`nf_dist.stealth`): for each seed, a detector trained on the
+3. **Stealthiness** (Table 2, :mod:`nf_dist.fingerprint.stealth`): for each seed, a detector
+   trained on the
    adversary's fine-tuning images vs Gaussian-noise and FGSM versions (FGSM against the
    adversary's own model, ``stealth.adversary_model``); each set's detection rate, and the clean
    test images' as the false-alarm reference. ``evaluation/stealth.json``.
-4. **Report** (:mod:`nf_dist.report`) into ``report_dir``.
+4. **Report** (:mod:`nf_dist.pipelines.report`) into ``report_dir``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from nf_dist import __version__
 from nf_dist.config import from_dict, to_dict
 from nf_dist.data import DataConfig, load_splits
 from nf_dist.errors import ConfigError, FingerprintError
-from nf_dist.evaluate import EvaluateConfig, evaluate
 from nf_dist.fingerprint.fingerprint_set import (
     FingerprintSet,
     load_fingerprint_set,
@@ -41,8 +42,9 @@ from nf_dist.fingerprint.fingerprint_set import (
 )
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
-from nf_dist.jobs import model_uris, nested_fingerprint_job, run_fingerprint
-from nf_dist.stealth import DetectorConfig, detection_rate, train_detector
+from nf_dist.fingerprint.stealth import DetectorConfig, detection_rate, train_detector
+from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
+from nf_dist.pipelines.fingerprint import model_uris, nested_fingerprint_job, run_fingerprint
 from nf_dist.storage.checkpoints import git_sha
 from nf_dist.storage.uri import exists, join, read_bytes, write_bytes_atomic
 
@@ -196,7 +198,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         join(evaluation_uri, "experiment.json"), json.dumps(run_record, indent=2).encode()
     )
     if config.report_dir is not None:
-        from nf_dist.report import write_report
+        from nf_dist.pipelines.report import write_report
 
         write_report(evaluation_uri, config.report_dir, {n: set_uri(config, n) for n in made})
     return {**metrics, "sets": records, "stealth": stealth, "budgets_evaluated": list(budgets)}
@@ -284,7 +286,8 @@ def generate_from_bench(
     progress: bool = False,
 ) -> FingerprintSet:
     """Run a registered method in this process on benchmark models given by id (the baselines'
-    path; NaturalFinger goes through :func:`~nf_dist.jobs.run_fingerprint` and its engines)."""
+    path; NaturalFinger goes through
+    :func:`~nf_dist.pipelines.fingerprint.run_fingerprint` and its engines)."""
     from nf_dist.bench.store import BenchStore
     from nf_dist.models.checkpoint import load_classifier
     from nf_dist.models.gan.train import load_gan
