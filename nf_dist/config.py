@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ import yaml
 from nf_dist.errors import ConfigError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def _describe(where: str) -> str:
@@ -89,11 +91,35 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+def _moved_keys(cls: type, data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """Keys a config class moved (its ``MOVED_KEYS``: old key -> ``section.key``) put where they
+    now live, with a deprecation warning naming both; kept for one release."""
+    moved: Mapping[str, str] = getattr(cls, "MOVED_KEYS", {})
+    old = [key for key in data if key in moved]
+    if not old:
+        return data
+    result = {k: v for k, v in data.items() if k not in moved}
+    for key in old:
+        section, name = moved[key].split(".", 1)
+        place = f"{where}.{key}" if where else key
+        logger.warning(
+            "config key %r is deprecated and will be removed in the next release; "
+            "write it as %r",
+            place,
+            f"{where}.{moved[key]}" if where else moved[key],
+        )
+        nested = dict(result.get(section) or {})
+        nested.setdefault(name, data[key])
+        result[section] = nested
+    return result
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{_describe(where)}: expected a mapping, got {type(data).__name__}")
     assert dataclasses.is_dataclass(cls)
+    data = _moved_keys(cls, data, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
