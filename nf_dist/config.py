@@ -103,8 +103,7 @@ def _moved_keys(cls: type, data: Mapping[str, Any], where: str) -> Mapping[str, 
         section, name = moved[key].split(".", 1)
         place = f"{where}.{key}" if where else key
         logger.warning(
-            "config key %r is deprecated and will be removed in the next release; "
-            "write it as %r",
+            "config key %r is deprecated and will be removed in the next release; write it as %r",
             place,
             f"{where}.{moved[key]}" if where else moved[key],
         )

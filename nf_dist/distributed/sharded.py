@@ -8,10 +8,12 @@ latents and the step's plan; each actor whose models are in the step's mini-batc
 
 where P and Q are the step's positive and negative counts, so the shards' gradients add up to
 exactly the reference's ``d(pos_loss + neg_loss)/dz``. The driver adds the discriminator term and
-steps SGD (:func:`nf_dist.fingerprint.naturalfinger.descend`, shared with the reference).
+steps SGD (:func:`nf_dist.fingerprint.naturalfinger.optimise`, shared with the reference).
 
-What crosses the network per step: the latents ``N x z_dim`` float32 down and one gradient of the
-same size up per active shard (N = 300, z_dim = 128: 150 KiB each way), plus a few numbers.
+What crosses the network per step: the latents ``N x z_dim`` float32 and the targets (3 x N
+integers) down, one gradient of the latents' size up per active shard (N = 300, z_dim = 128:
+150 KiB each way), plus a few numbers. The engine is a context manager: leaving its block kills
+the actors, which gives their CPUs and GPUs back.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.naturalfinger import (
     ModelStep,
     Objective,
+    StepModels,
     StepPlan,
+    Targets,
     partial_model_gradient,
 )
 from nf_dist.models.checkpoint import load_classifier
@@ -85,6 +89,35 @@ def _weight_bytes(uri: str) -> float:
         return 1.0
 
 
+@dataclass(frozen=True)
+class ShardResult:
+    """One shard's part of a step: the gradient ``(N, z_dim)`` of its models' loss, the sums of
+    their mean CW losses, and per model (in the order asked) the hits and mean losses."""
+
+    grad: np.ndarray
+    positive_sum: float
+    negative_sum: float
+    positive_hits: np.ndarray
+    negative_hits: np.ndarray
+    positive_losses: np.ndarray
+    negative_losses: np.ndarray
+
+    def finite(self) -> bool:
+        """Whether the gradient and both sums are finite."""
+        sums = np.array([self.positive_sum, self.negative_sum])
+        return bool(np.isfinite(self.grad).all() and np.isfinite(sums).all())
+
+
+@dataclass(frozen=True)
+class ShardCall:
+    """What the driver asks one shard for in one step."""
+
+    positives: tuple[int, ...]
+    negatives: tuple[int, ...]
+    num_positive: int
+    num_negative: int
+
+
 class ShardActor:
     """Holds a generator copy and some classifiers; returns latent gradients of their loss."""
 
@@ -94,8 +127,6 @@ class ShardActor:
         gan_uri: str,
         positive_uris: dict[int, str],
         negative_uris: dict[int, str],
-        labels: tuple[np.ndarray, np.ndarray, np.ndarray],
-        objective: Objective,
         num_threads: int = 1,
     ) -> None:
         torch.set_num_threads(num_threads)
@@ -107,13 +138,8 @@ class ShardActor:
         self.negatives = {i: load_classifier(u, self.device)[0] for i, u in negative_uris.items()}
         for module in [generator, *self.positives.values(), *self.negatives.values()]:
             module.eval().requires_grad_(False)
-        # Everything an actor needs comes through its constructor, so a restarted actor (after
-        # its process died) is whole again and Ray can retry the step it lost.
-        self.targets = {
-            name: torch.as_tensor(np.array(array), device=self.device)
-            for name, array in zip(("y_gen", "y_orig", "y_adv"), labels)
-        }
-        self.objective = objective
+        # Everything an actor needs comes through its constructor or each call, so a restarted
+        # actor (after its process died) is whole again and Ray can retry the step it lost.
 
     def ready(self) -> tuple[int, int]:
         """A readiness check: (shard id, process id)."""
@@ -122,39 +148,58 @@ class ShardActor:
     def step(
         self,
         z: np.ndarray,
-        positives: Sequence[int],
-        negatives: Sequence[int],
+        targets: np.ndarray,
         transform: Any,
-        num_positive: int,
-        num_negative: int,
-    ) -> dict[str, Any]:
-        """The gradient of this shard's part of the step's model loss; see the module docstring."""
+        call: ShardCall,
+        objective: Objective,
+    ) -> ShardResult:
+        """The gradient of this shard's part of the step's model loss; see the module docstring.
+
+        ``targets`` is ``(3, N)``: generator classes, y_orig, y_adv.
+        """
+        labels = torch.as_tensor(np.array(targets), device=self.device)
+        models = StepModels(
+            [self.positives[i] for i in call.positives],
+            [self.negatives[i] for i in call.negatives],
+            call.num_positive,
+            call.num_negative,
+        )
         grad, pos, neg = partial_model_gradient(
             self.generator,
             torch.as_tensor(np.array(z), device=self.device),
-            self.targets["y_gen"],
+            Targets(labels[0], labels[1], labels[2]),
             transform,
-            [self.positives[i] for i in positives],
-            [self.negatives[i] for i in negatives],
-            self.targets["y_orig"],
-            self.targets["y_adv"],
-            self.objective,
-            num_positive,
-            num_negative,
+            models,
+            objective,
         )
-        return {
-            "grad": grad.detach().cpu().numpy(),
-            "positive_sum": float(pos.total.detach()),
-            "negative_sum": float(neg.total.detach()),
-            "positive_hits": pos.hits.cpu().numpy(),
-            "negative_hits": neg.hits.cpu().numpy(),
-            "positive_losses": pos.losses.cpu().numpy(),
-            "negative_losses": neg.losses.cpu().numpy(),
-        }
+        return ShardResult(
+            grad.detach().cpu().numpy(),
+            float(pos.total.detach()),
+            float(neg.total.detach()),
+            pos.hits.cpu().numpy(),
+            neg.hits.cpu().numpy(),
+            pos.losses.cpu().numpy(),
+            neg.losses.cpu().numpy(),
+        )
+
+
+@dataclass(frozen=True)
+class ShardAsks:
+    """What each shard actor asks the cluster for, and where it may run."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_restarts: int = 3
+    start_timeout_s: float = 600.0
+    placement_group: Any = None
+    first_bundle: int = 1
 
 
 class RayModelGradients:
-    """The sharded engine: the same :class:`ModelStep` as the reference, from Ray actors."""
+    """The sharded engine: the same :class:`ModelStep` as the reference, from Ray actors.
+
+    Use it as a context manager (or call :meth:`shutdown`): leaving the block kills the actors.
+    """
 
     def __init__(
         self,
@@ -162,50 +207,30 @@ class RayModelGradients:
         positive_uris: Sequence[str],
         negative_uris: Sequence[str],
         num_shards: int,
-        labels: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        objective: Objective,
-        *,
-        num_cpus_per_shard: float = 1.0,
-        num_gpus_per_shard: float = 0.0,
-        max_restarts: int = 3,
-        start_timeout_s: float = 600.0,
-        placement_group: Any = None,
-        first_bundle: int = 1,
+        asks: ShardAsks = ShardAsks(),
     ) -> None:
+        self.num_positive, self.num_negative = len(positive_uris), len(negative_uris)
         costs = [_weight_bytes(uri) for uri in [*positive_uris, *negative_uris]]
         self.shards = place_models(len(positive_uris), len(negative_uris), num_shards, costs)
-        self.start_timeout_s = start_timeout_s
-        if placement_group is None:
-            # Actors hold their CPUs for life: asking for more than the cluster has waits forever.
-            total = ray.cluster_resources()
-            for name, each in (("CPU", num_cpus_per_shard), ("GPU", num_gpus_per_shard)):
-                if each * len(self.shards) > total.get(name, 0.0) + 1e-9:
-                    raise ConfigError(
-                        f"{len(self.shards)} shards x {each:g} {name} exceed the cluster's "
-                        f"{total.get(name, 0.0):g} {name}; lower num_shards or the per-shard ask"
-                    )
-        elif first_bundle + len(self.shards) > len(placement_group.bundle_specs):
-            raise ConfigError(
-                f"{len(self.shards)} shards need bundles {first_bundle}.."
-                f"{first_bundle + len(self.shards) - 1} of a placement group with "
-                f"{len(placement_group.bundle_specs)}"
-            )
+        self.start_timeout_s = asks.start_timeout_s
+        _check_capacity(asks, len(self.shards))
         remote_class = ray.remote(ShardActor)
 
         def placed(shard_id: int) -> Any:
             """The actor class with its asks; pinned to its own bundle when a placement group
             reserves them (a Tune trial's), so the trial's actors never compete with others."""
             options: dict[str, Any] = {
-                "num_cpus": num_cpus_per_shard,
-                "num_gpus": num_gpus_per_shard,
-                "max_restarts": max_restarts,
-                "max_task_retries": max_restarts,
+                "num_cpus": asks.num_cpus,
+                "num_gpus": asks.num_gpus,
+                "max_restarts": asks.max_restarts,
+                "max_task_retries": asks.max_restarts,
             }
-            if placement_group is not None:
+            if asks.placement_group is not None:
                 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                    placement_group, placement_group_bundle_index=first_bundle + shard_id
+                    asks.placement_group,
+                    placement_group_bundle_index=asks.first_bundle + shard_id,
                 )
             return remote_class.options(**options)  # type: ignore[attr-defined]
 
@@ -215,14 +240,18 @@ class RayModelGradients:
                 gan_uri,
                 {i: positive_uris[i] for i in spec.positives},
                 {i: negative_uris[i] for i in spec.negatives},
-                tuple(label.numpy() for label in labels),
-                objective,
-                max(1, int(num_cpus_per_shard)),
+                max(1, int(asks.num_cpus)),
             )
             for shard_id, spec in enumerate(self.shards)
         ]
         self._owner = {("p", i): s for s, spec in enumerate(self.shards) for i in spec.positives}
         self._owner |= {("n", i): s for s, spec in enumerate(self.shards) for i in spec.negatives}
+
+    def __enter__(self) -> RayModelGradients:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.shutdown()
 
     def wait_ready(self) -> list[tuple[int, int]]:
         """Wait until every actor has loaded its models; returns (shard id, pid) per actor."""
@@ -236,54 +265,25 @@ class RayModelGradients:
                 "no free resources for them (other actors or tasks hold them)"
             ) from None
 
-    def __call__(self, z: torch.Tensor, plan: StepPlan) -> ModelStep:
+    def __call__(
+        self, z: torch.Tensor, targets: Targets, plan: StepPlan, objective: Objective
+    ) -> ModelStep:
         started = time.perf_counter()
-        latents = z.detach().cpu().numpy()
+        latents = z.detach().cpu().numpy()  # (N, z_dim)
+        labels = torch.stack([targets.y_gen, targets.y_orig, targets.y_adv]).cpu().numpy()
         calls = []
         for shard_id, actor in enumerate(self.actors):
-            positives = [i for i in plan.positives if self._owner[("p", i)] == shard_id]
-            negatives = [i for i in plan.negatives if self._owner[("n", i)] == shard_id]
-            if positives or negatives:
-                ref = actor.step.remote(
-                    latents,
-                    positives,
-                    negatives,
-                    plan.transform,
-                    len(plan.positives),
-                    len(plan.negatives),
-                )
-                calls.append((shard_id, positives, negatives, ref))
+            call = ShardCall(
+                tuple(i for i in plan.positives if self._owner[("p", i)] == shard_id),
+                tuple(i for i in plan.negatives if self._owner[("n", i)] == shard_id),
+                len(plan.positives),
+                len(plan.negatives),
+            )
+            if call.positives or call.negatives:
+                ref = actor.step.remote(latents, labels, plan.transform, call, objective)
+                calls.append((shard_id, call, ref))
         results = self._gather(calls, started)
-        grad = torch.zeros_like(z)
-        positive = negative = 0.0
-        hits: dict[tuple[str, int], float] = {}
-        losses: dict[tuple[str, int], float] = {}
-        for (shard_id, positives, negatives, _), result in zip(calls, results):
-            part = torch.from_numpy(np.array(result["grad"]))
-            if (
-                not torch.isfinite(part).all()
-                or not np.isfinite([result["positive_sum"], result["negative_sum"]]).all()
-            ):
-                raise FingerprintError(
-                    f"shard {shard_id} returned a non-finite loss or gradient for positives "
-                    f"{positives} and negatives {negatives}; check those models and lower "
-                    "fingerprint.lr"
-                )
-            grad += part
-            positive += result["positive_sum"]
-            negative += result["negative_sum"]
-            hits |= {("p", i): h for i, h in zip(positives, result["positive_hits"])}
-            hits |= {("n", i): h for i, h in zip(negatives, result["negative_hits"])}
-            losses |= {("p", i): v for i, v in zip(positives, result["positive_losses"])}
-            losses |= {("n", i): v for i, v in zip(negatives, result["negative_losses"])}
-        keys = [("p", i) for i in plan.positives] + [("n", i) for i in plan.negatives]
-        step = ModelStep(
-            grad,
-            positive / len(plan.positives),
-            negative / len(plan.negatives),
-            torch.tensor([hits[key] for key in keys]),
-            torch.tensor([losses[key] for key in keys]),
-        )
+        step = self._combine(z, plan, calls, results)
         metrics.LATENT_STEPS.inc()
         metrics.LATENT_STEPS_PER_SECOND.set(1.0 / max(time.perf_counter() - started, 1e-9))
         metrics.LATENT_LOSS.labels("positive").set(step.positive)
@@ -291,9 +291,44 @@ class RayModelGradients:
         metrics.LATENT_SUCCESS_RATIO.set(float(step.hits.mean()))
         return step
 
-    def _gather(self, calls: list[tuple[int, Any, Any, Any]], started: float) -> list[Any]:
+    def _combine(
+        self,
+        z: torch.Tensor,
+        plan: StepPlan,
+        calls: list[tuple[int, ShardCall, Any]],
+        results: list[ShardResult],
+    ) -> ModelStep:
+        """Add the shards' parts: the same gradient and means as the reference's."""
+        grad = torch.zeros_like(z)
+        positive = negative = 0.0
+        hits: dict[tuple[str, int], float] = {}
+        losses: dict[tuple[str, int], float] = {}
+        for (shard_id, call, _), result in zip(calls, results):
+            if not result.finite():
+                raise FingerprintError(
+                    f"shard {shard_id} returned a non-finite loss or gradient for positives "
+                    f"{list(call.positives)} and negatives {list(call.negatives)}; check those "
+                    "models and lower fingerprint.lr"
+                )
+            grad += torch.from_numpy(np.array(result.grad)).to(z.device)
+            positive += result.positive_sum
+            negative += result.negative_sum
+            hits |= {("p", i): h for i, h in zip(call.positives, result.positive_hits)}
+            hits |= {("n", i): h for i, h in zip(call.negatives, result.negative_hits)}
+            losses |= {("p", i): v for i, v in zip(call.positives, result.positive_losses)}
+            losses |= {("n", i): v for i, v in zip(call.negatives, result.negative_losses)}
+        keys = [("p", i) for i in plan.positives] + [("n", i) for i in plan.negatives]
+        return ModelStep(
+            grad,
+            positive / len(plan.positives),
+            negative / len(plan.negatives),
+            torch.tensor([hits[key] for key in keys]),
+            torch.tensor([losses[key] for key in keys]),
+        )
+
+    def _gather(self, calls: list[tuple[int, ShardCall, Any]], started: float) -> list[Any]:
         """Results in call order, timing each shard as its gradient arrives."""
-        pending = {ref: shard_id for shard_id, _, _, ref in calls}
+        pending = {ref: shard_id for shard_id, _, ref in calls}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             shard_id = pending.pop(done[0])
@@ -303,37 +338,26 @@ class RayModelGradients:
         return ray.get([ref for *_, ref in calls])
 
     def shutdown(self) -> None:
-        """Stop the actors."""
+        """Kill the actors (idempotent), giving their resources back to the cluster."""
         for actor in self.actors:
             ray.kill(actor)
+        self.actors = []
 
 
-def ray_engine_factory(
-    config: Any,
-    positive_uris: Sequence[str],
-    negative_uris: Sequence[str],
-    placement_group: Any = None,
-) -> Any:
-    """The engine factory for a :class:`~nf_dist.pipelines.fingerprint.FingerprintJobConfig` with
-    ``engine: ray``: starts (or joins) Ray and the shard actors once the labels are known.
-    With ``placement_group`` (a Tune trial's), shard i runs in bundle i + 1."""
-    from nf_dist.distributed.cluster import init_ray
-    from nf_dist.storage.uri import absolute_uri
-
-    def build(y_gen: torch.Tensor, y_orig: torch.Tensor, y_adv: torch.Tensor) -> RayModelGradients:
-        init_ray(config.address)
-        engine = RayModelGradients(
-            absolute_uri(config.gan_uri),
-            [absolute_uri(u) for u in positive_uris],
-            [absolute_uri(u) for u in negative_uris],
-            config.num_shards,
-            (y_gen, y_orig, y_adv),
-            Objective.of(config.fingerprint),
-            num_cpus_per_shard=config.cpus_per_shard,
-            num_gpus_per_shard=config.gpus_per_shard,
-            placement_group=placement_group,
+def _check_capacity(asks: ShardAsks, num_shards: int) -> None:
+    """Actors hold their CPUs for life: asking for more than the cluster has waits forever."""
+    if asks.placement_group is None:
+        total = ray.cluster_resources()
+        for name, each in (("CPU", asks.num_cpus), ("GPU", asks.num_gpus)):
+            if each * num_shards > total.get(name, 0.0) + 1e-9:
+                raise ConfigError(
+                    f"{num_shards} shards x {each:g} {name} exceed the cluster's "
+                    f"{total.get(name, 0.0):g} {name}; lower sharding.num_shards or the "
+                    "per-shard ask"
+                )
+    elif asks.first_bundle + num_shards > len(asks.placement_group.bundle_specs):
+        raise ConfigError(
+            f"{num_shards} shards need bundles {asks.first_bundle}.."
+            f"{asks.first_bundle + num_shards - 1} of a placement group with "
+            f"{len(asks.placement_group.bundle_specs)}"
         )
-        engine.wait_ready()
-        return engine
-
-    return build

@@ -16,12 +16,16 @@ import itertools
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from nf_dist.errors import FingerprintError
-from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
-from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
-from nf_dist.pipelines.fingerprint import nested_fingerprint_job, run_fingerprint
+from nf_dist.bench.selection import ModelSelection
+from nf_dist.distributed.engines import ShardingConfig
+from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.fingerprint_set import save_fingerprint_set
+from nf_dist.fingerprint.naturalfinger import Checkpointing, NaturalFingerConfig
+from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
+from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
+from nf_dist.storage.artifacts import sibling
 from nf_dist.storage.uri import join, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
@@ -29,19 +33,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AblationConfig:
-    """``nf-dist ablation``: the models (ids of the benchmark at ``bench_uri``), the GAN, the base
-    NaturalFinger settings, and where the sets and the evaluation go."""
+    """``nf-dist ablation``: the models (ids of the benchmark at ``models.bench_uri``), the GAN,
+    the base NaturalFinger settings, where the gradients are computed, and where the sets and
+    the evaluation go."""
 
-    bench_uri: str = ""
+    MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
+
     gan_uri: str = ""
-    positives: tuple[str, ...] = ()
-    negatives: tuple[str, ...] = ()
+    models: ModelSelection = field(default_factory=ModelSelection)
     output_uri: str = "runs/ablation"
-    engine: Literal["local", "ray"] = "local"
-    num_shards: int = 2
-    cpus_per_shard: float = 1.0
-    gpus_per_shard: float = 0.0
-    address: str | None = None
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     bootstrap: int = 1000
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
@@ -65,6 +66,9 @@ def variants(base: NaturalFingerConfig) -> dict[str, NaturalFingerConfig]:
 
 def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict[str, Any]]:
     """Generate every variant, evaluate the ones that produced fingerprints; returns the rows."""
+    if not config.models.bench_uri:
+        raise ConfigError("ablation needs models.bench_uri (a built benchmark)")
+    config.models.require()
     sets: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     for name, settings in variants(config.fingerprint).items():
@@ -77,9 +81,17 @@ def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict
             "discriminator": settings.discriminator,
             "discriminator_loss": settings.discriminator_loss,
         }
-        job = nested_fingerprint_job(config, uri, config.gan_uri, settings)
         try:
-            row["num_fingerprints"] = len(run_fingerprint(job, progress=progress))
+            fingerprints = generate_set(
+                "naturalfinger",
+                settings,
+                OwnerAssets(config.models, config.gan_uri),
+                config.sharding,
+                progress=progress,
+                checkpointing=Checkpointing(sibling(uri, "progress")),
+            )
+            save_fingerprint_set(fingerprints, uri)
+            row["num_fingerprints"] = len(fingerprints)
             sets[name] = uri
         except FingerprintError as exc:
             logger.warning("ablation variant %s produced no fingerprint: %s", name, exc)
@@ -88,14 +100,14 @@ def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict
         rows.append(row)
     evaluation_uri = join(config.output_uri, "evaluation")
     if sets:
-        metrics = evaluate(
+        metrics = run_evaluate(
             EvaluateConfig(
-                bench_uri=config.bench_uri,
+                bench_uri=config.models.bench_uri,
                 fingerprints=sets,
-                generation_models=(*config.positives, *config.negatives),
+                generation_models=config.models.ids,
                 output_uri=evaluation_uri,
-                engine=config.engine,
-                address=config.address,
+                engine=config.sharding.backend,
+                address=config.sharding.address,
                 bootstrap=config.bootstrap,
             )
         )

@@ -106,7 +106,7 @@ def check_budgets(budgets: tuple[int, ...], sets: dict[str, FingerprintSet]) -> 
             )
 
 
-def evaluate(config: EvaluateConfig) -> dict[str, Any]:
+def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Query every suspect, write the tables and return the metrics (see the module docstring).
 
     Raises:

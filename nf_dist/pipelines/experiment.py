@@ -26,25 +26,30 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar
 
 import numpy as np
 
 from nf_dist import __version__
+from nf_dist.bench.selection import ModelSelection
+from nf_dist.bench.store import BenchStore
 from nf_dist.config import from_dict, to_dict
 from nf_dist.data import DataConfig, load_splits
+from nf_dist.distributed.engines import ShardingConfig
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import (
-    FingerprintSet,
     load_fingerprint_set,
     save_fingerprint_set,
 )
-from nf_dist.fingerprint.methods import METHODS, FingerprintContext
-from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
+from nf_dist.fingerprint.methods import METHODS
+from nf_dist.fingerprint.naturalfinger import Checkpointing
 from nf_dist.fingerprint.stealth import DetectorConfig, detection_rate, train_detector
-from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
-from nf_dist.pipelines.fingerprint import model_uris, nested_fingerprint_job, run_fingerprint
+from nf_dist.models.checkpoint import load_classifier
+from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
+from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
+from nf_dist.pipelines.report import write_report
+from nf_dist.storage.artifacts import plain_key, same_key, sibling
 from nf_dist.storage.checkpoints import git_sha
 from nf_dist.storage.uri import exists, join, read_bytes, write_bytes_atomic
 
@@ -77,24 +82,39 @@ class StealthConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """``nf-dist experiment`` (see the module docstring)."""
+    """``nf-dist experiment`` (see the module docstring).
 
-    bench_uri: str = ""
+    Attributes:
+        output_uri: the folder of the sets, the evaluation and the run record.
+        report_dir: where the report goes (None: no report).
+        data: the owner's data (clean test images for the baselines that start from real data).
+        gans: name -> GAN checkpoint, for the generative sets.
+        models: the benchmark and its generation models (``models.bench_uri`` is required).
+        sets: name -> the set to generate (see :class:`SetSpec`).
+        sharding: where NaturalFinger's model gradients are computed; also the Ray cluster the
+            evaluation joins (``sharding.address``).
+        bootstrap: resamples of the ARUC intervals.
+        budgets: query budgets of the budget curves (each at most every set's
+            ``num_fingerprints``).
+        stealth: the adversary's detector.
+    """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
+
     output_uri: str = "runs/experiment"
     report_dir: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     gans: dict[str, str] = field(default_factory=dict)
-    positives: tuple[str, ...] = ()
-    negatives: tuple[str, ...] = ()
+    models: ModelSelection = field(default_factory=ModelSelection)
     sets: dict[str, SetSpec] = field(default_factory=dict)
-    engine: Literal["local", "ray"] = "local"
-    num_shards: int = 2
-    cpus_per_shard: float = 1.0
-    gpus_per_shard: float = 0.0
-    address: str | None = None
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     bootstrap: int = 1000
     budgets: tuple[int, ...] = ()
     stealth: StealthConfig = field(default_factory=StealthConfig)
+
+    def __post_init__(self) -> None:
+        if any(b < 1 for b in self.budgets):
+            raise ConfigError(f"budgets must be positive counts, got {list(self.budgets)}")
 
 
 def set_uri(config: ExperimentConfig, name: str) -> str:
@@ -108,12 +128,12 @@ def validate(config: ExperimentConfig) -> dict[str, Any]:
     Raises:
         ConfigError: no benchmark, sets or models; an unknown method, GAN key or config field.
     """
-    if not config.bench_uri:
-        raise ConfigError("experiment needs bench_uri (a built benchmark)")
+    if not config.models.bench_uri:
+        raise ConfigError("experiment needs models.bench_uri (a built benchmark)")
     if not config.sets:
         raise ConfigError("experiment needs sets: {name: {method: ..., config: {...}}}")
-    if not config.positives or not config.negatives:
-        raise ConfigError("experiment needs positives and negatives (benchmark ids)")
+    config.models.require()
+    config.models.uris()  # the ids exist in the benchmark
     typed: dict[str, Any] = {}
     for name, spec in config.sets.items():
         method = METHODS.get(spec.method)
@@ -122,9 +142,9 @@ def validate(config: ExperimentConfig) -> dict[str, Any]:
             raise ConfigError(
                 f"sets.{name}.gan is {spec.gan!r}; the experiment's gans are {sorted(config.gans)}"
             )
-        if spec.method == "naturalfinger" and spec.gan is None:
+        if method.needs_gan and spec.gan is None:
             raise ConfigError(
-                f"sets.{name}: naturalfinger needs gan: <one of {sorted(config.gans)}>"
+                f"sets.{name}: {spec.method} needs gan: <one of {sorted(config.gans)}>"
             )
         wanted = getattr(typed[name], "num_fingerprints", None)
         too_large = [b for b in config.budgets if wanted is not None and b > wanted]
@@ -142,7 +162,8 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     Returns the evaluation metrics with ``sets`` (each set's record) and ``stealth`` added.
     """
     typed = validate(config)
-    model_uris(nested_fingerprint_job(config, "", "", NaturalFingerConfig()))  # ids exist
+    bench_uri = config.models.bench_uri
+    assert bench_uri is not None  # validate() requires it
     wall: dict[str, float] = {}
     started = time.perf_counter()
     splits = load_splits(config.data, with_query=False)
@@ -170,14 +191,14 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
             [b for b in config.budgets if b > smallest],
         )
     started = time.perf_counter()
-    metrics = evaluate(
+    metrics = run_evaluate(
         EvaluateConfig(
-            bench_uri=config.bench_uri,
+            bench_uri=bench_uri,
             fingerprints={name: set_uri(config, name) for name in made},
-            generation_models=(*config.positives, *config.negatives),
+            generation_models=config.models.ids,
             output_uri=evaluation_uri,
-            engine=config.engine,
-            address=config.address,
+            engine=config.sharding.backend,
+            address=config.sharding.address,
             bootstrap=config.bootstrap,
             budgets=budgets,
         )
@@ -198,8 +219,6 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
         join(evaluation_uri, "experiment.json"), json.dumps(run_record, indent=2).encode()
     )
     if config.report_dir is not None:
-        from nf_dist.pipelines.report import write_report
-
         write_report(evaluation_uri, config.report_dir, {n: set_uri(config, n) for n in made})
     return {**metrics, "sets": records, "stealth": stealth, "budgets_evaluated": list(budgets)}
 
@@ -214,40 +233,34 @@ def _ensure_set(
 ) -> dict[str, Any]:
     """Generate the set unless its record says it is there with the same spec."""
     uri, record_uri = set_uri(config, name), join(config.output_uri, "sets", f"{name}.json")
+    gan_uri = config.gans.get(spec.gan) if spec.gan else None
     wanted = {
         "method": spec.method,
         "gan": spec.gan,
-        "gan_uri": config.gans.get(spec.gan) if spec.gan else None,
-        "config": to_dict(settings),
-        "positives": list(config.positives),
-        "negatives": list(config.negatives),
+        "gan_uri": gan_uri,
+        "config": settings,
+        "positives": list(config.models.positives),
+        "negatives": list(config.models.negatives),
     }
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
-        if _same_set(earlier, wanted, type(settings)):
+        if same_key({k: earlier.get(k) for k in wanted}, wanted):
             logger.info("set %s is already at %s; skipping", name, uri)
             return earlier
         logger.info("set %s changed since it was generated; generating again", name)
     started = time.perf_counter()
-    record: dict[str, Any] = dict(wanted)
+    record: dict[str, Any] = plain_key(wanted)
     try:
-        if spec.method == "naturalfinger":
-            assert spec.gan is not None  # validate() requires a GAN for naturalfinger
-            job = nested_fingerprint_job(config, uri, config.gans[spec.gan], settings)
-            record["num_fingerprints"] = len(run_fingerprint(job, progress=progress))
-        else:
-            fingerprints = generate_from_bench(
-                spec.method,
-                settings,
-                bench_uri=config.bench_uri,
-                positives=config.positives,
-                negatives=config.negatives,
-                clean=clean,
-                gan_uri=config.gans[spec.gan] if spec.gan else None,
-                progress=progress,
-            )
-            save_fingerprint_set(fingerprints, uri)
-            record["num_fingerprints"] = len(fingerprints)
+        fingerprints = generate_set(
+            spec.method,
+            settings,
+            OwnerAssets(config.models, gan_uri, clean),
+            config.sharding,
+            progress=progress,
+            checkpointing=Checkpointing(sibling(uri, "progress")),
+        )
+        save_fingerprint_set(fingerprints, uri)
+        record["num_fingerprints"] = len(fingerprints)
     except FingerprintError as exc:  # recorded, and the other sets still run
         logger.warning("set %s produced no fingerprint: %s", name, exc)
         record.update(num_fingerprints=0, failure=str(exc))
@@ -260,65 +273,15 @@ def _ensure_set(
     return record
 
 
-def _same_set(earlier: dict[str, Any], wanted: dict[str, Any], config_class: type) -> bool:
-    """Whether a recorded set answers ``wanted``; configs compare as typed values, so a field
-    added later with its default does not invalidate sets made before it existed."""
-    if any(earlier.get(k) != v for k, v in wanted.items() if k != "config"):
-        return False
-    try:
-        return bool(
-            from_dict(config_class, earlier.get("config", {}))
-            == from_dict(config_class, wanted["config"])
-        )
-    except ConfigError:  # a field since removed or renamed
-        return False
-
-
-def generate_from_bench(
-    method: str,
-    settings: Any,
-    *,
-    bench_uri: str,
-    positives: tuple[str, ...],
-    negatives: tuple[str, ...],
-    clean: Any,
-    gan_uri: str | None = None,
-    progress: bool = False,
-) -> FingerprintSet:
-    """Run a registered method in this process on benchmark models given by id (the baselines'
-    path; NaturalFinger goes through
-    :func:`~nf_dist.pipelines.fingerprint.run_fingerprint` and its engines)."""
-    from nf_dist.bench.store import BenchStore
-    from nf_dist.models.checkpoint import load_classifier
-    from nf_dist.models.gan.train import load_gan
-
-    store = BenchStore(bench_uri)
-    context = FingerprintContext(
-        positives=[load_classifier(store.model_stem(i))[0] for i in positives],
-        negatives=[load_classifier(store.model_stem(i))[0] for i in negatives],
-        clean=clean,
-        progress=progress,
-    )
-    if gan_uri:
-        generator, discriminator, meta = load_gan(gan_uri)
-        context.generator, context.discriminator = generator, discriminator
-        context.z_dim = int(meta["spec"]["z_dim"])
-    return METHODS.get(method)().generate(context, settings)
-
-
 def measure_stealth(
     config: ExperimentConfig, names: list[str], adversary_data: Any, clean: Any
 ) -> dict[str, Any]:
     """Detection rate of the sets ``names`` (and of clean test images), one detector per seed."""
-    from dataclasses import replace
-
-    from nf_dist.bench.store import BenchStore
-    from nf_dist.models.checkpoint import load_classifier
-
     if not config.stealth.seeds:
         return {}
-    adversary = config.stealth.adversary_model or config.positives[0]
-    model, _ = load_classifier(BenchStore(config.bench_uri).model_stem(adversary))
+    adversary = config.stealth.adversary_model or config.models.positives[0]
+    assert config.models.bench_uri is not None  # validate() requires it
+    model, _ = load_classifier(BenchStore(config.models.bench_uri).model_stem(adversary))
     images = {name: load_fingerprint_set(set_uri(config, name)).images for name in names}
     rng = np.random.default_rng(0)
     images["clean test images"] = clean.images[rng.choice(len(clean), min(1000, len(clean)), False)]

@@ -1,91 +1,141 @@
-"""Generate one NaturalFinger fingerprint set: ``nf-dist fingerprint``.
+"""Generate one fingerprint set: ``nf-dist fingerprint`` and the path every other job takes.
 
-The job config names the GAN, the white-box models (checkpoint URIs, or ids of a built
-benchmark) and the engine; :func:`run_fingerprint` runs it and writes the Parquet set with a PNG
-preview beside it.
+:func:`generate_set` is the one way a job makes a set of any registered method: it loads the
+owner's white-box models (and GAN, for generative methods), opens the gradient engine the
+``sharding`` section asks for when the method optimises latents, runs the method and closes the
+engine. :func:`run_fingerprint` is the ``nf-dist fingerprint`` job around it for NaturalFinger:
+checkpointed, resumable, the Parquet set and a PNG preview written as artefacts.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar
 
+from nf_dist.bench.selection import ModelSelection
+from nf_dist.data.readers import ImageDataset
+from nf_dist.distributed.engines import ShardingConfig, WhiteBox, open_engine
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set, save_grid
-from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, StepObserver, generate
+from nf_dist.fingerprint.methods import METHODS, FingerprintContext
+from nf_dist.fingerprint.methods.base import RunOptions, StepObserver
+from nf_dist.fingerprint.naturalfinger import Checkpointing, NaturalFingerConfig
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
+from nf_dist.storage.artifacts import sibling
+from nf_dist.telemetry.metrics import serve_metrics
 
 logger = logging.getLogger(__name__)
+
+#: The flat keys of the first release, now in the ``models`` and ``sharding`` sections.
+MOVED_KEYS = {
+    "bench_uri": "models.bench_uri",
+    "positives": "models.positives",
+    "negatives": "models.negatives",
+    "engine": "sharding.backend",
+    "num_shards": "sharding.num_shards",
+    "cpus_per_shard": "sharding.cpus_per_shard",
+    "gpus_per_shard": "sharding.gpus_per_shard",
+    "address": "sharding.address",
+}
+
+
+@dataclass(frozen=True)
+class OwnerAssets:
+    """What the owner fingerprints with: white-box models, a GAN (generative methods) and clean
+    labelled images (methods that start from real data)."""
+
+    models: ModelSelection
+    gan_uri: str | None = None
+    clean: ImageDataset | None = None
+
+
+def generate_set(
+    method: str,
+    settings: Any,
+    assets: OwnerAssets,
+    sharding: ShardingConfig,
+    *,
+    progress: bool = False,
+    checkpointing: Checkpointing | None = None,
+    on_step: StepObserver | None = None,
+    placement_group: Any = None,
+) -> FingerprintSet:
+    """Run the registered ``method`` with ``settings`` on the owner's assets.
+
+    A method that ``needs_gan`` optimises latents through the engine ``sharding`` opens (closed
+    when it returns, also on error); ``placement_group`` pins shard actors to a Tune trial's
+    bundles 1..num_shards.
+
+    Raises:
+        ConfigError: no models, or no GAN for a generative method.
+    """
+    kind = METHODS.get(method)
+    assets.models.require()
+    positive_uris, negative_uris = assets.models.uris()
+    context = FingerprintContext(
+        positives=[load_classifier(uri)[0] for uri in positive_uris],
+        negatives=[load_classifier(uri)[0] for uri in negative_uris],
+        clean=assets.clean,
+        progress=progress,
+    )
+    if not kind.needs_gan:
+        return kind().generate(context, settings, RunOptions(on_step=on_step))
+    if not assets.gan_uri:
+        raise ConfigError(f"{method} needs a GAN: set gan_uri")
+    generator, discriminator, meta = load_gan(assets.gan_uri)
+    context.generator, context.discriminator = generator, discriminator
+    context.z_dim, context.num_classes = (
+        int(meta["spec"]["z_dim"]),
+        int(meta["spec"]["num_classes"]),
+    )
+    white_box = WhiteBox(
+        generator,
+        context.positives,
+        context.negatives,
+        assets.gan_uri,
+        positive_uris,
+        negative_uris,
+    )
+    with open_engine(sharding, white_box, placement_group=placement_group) as engine:
+        run = RunOptions(engine=engine, checkpointing=checkpointing, on_step=on_step)
+        return kind().generate(context, settings, run)
 
 
 @dataclass(frozen=True)
 class FingerprintJobConfig:
-    """``nf-dist fingerprint``: NaturalFinger from a GAN and white-box positive/negative models.
+    """``nf-dist fingerprint``: NaturalFinger from a GAN and the owner's white-box models.
 
-    ``positives`` and ``negatives`` are checkpoint URIs, or model ids of the FingerBench build at
-    ``bench_uri``. ``engine: local`` optimises in this process (the reference); ``engine: ray``
-    shards the models over ``num_shards`` Ray actors, each asking for ``cpus_per_shard`` CPUs and
-    ``gpus_per_shard`` GPUs (1 per actor on a GPU cluster), and gives the same fingerprints.
-    The optimisation is checkpointed every ``checkpoint_every`` steps beside the output
-    (``<output>.progress``); re-running a killed job resumes from there. ``metrics_port`` serves
-    Prometheus metrics (steps per second, per-shard gradient latency, loss terms, success).
+    Attributes:
+        output_uri: the Parquet set; its preview, progress and record go beside it.
+        gan_uri: the GAN checkpoint.
+        models: the positive and negative models (see :class:`ModelSelection`).
+        sharding: where the models' gradients are computed (see :class:`ShardingConfig`); the
+            ``ray`` backend gives the same fingerprints as ``local``.
+        checkpoint_every: save the optimisation every so many steps; re-running a killed job
+            resumes from the last save.
+        metrics_port: serve Prometheus metrics (steps per second, per-shard gradient latency,
+            loss terms, success) on this port (0: any free one).
+        fingerprint: NaturalFinger's settings.
     """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
 
     output_uri: str = "runs/fingerprint/fingerprint.parquet"
     gan_uri: str = ""
-    bench_uri: str | None = None
-    positives: tuple[str, ...] = ()
-    negatives: tuple[str, ...] = ()
-    engine: Literal["local", "ray"] = "local"
-    num_shards: int = 2
-    cpus_per_shard: float = 1.0
-    gpus_per_shard: float = 0.0
-    address: str | None = None
+    models: ModelSelection = field(default_factory=ModelSelection)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     checkpoint_every: int = 50
     metrics_port: int | None = None
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
-
-def nested_fingerprint_job(
-    source: Any, output_uri: str, gan_uri: str, settings: NaturalFingerConfig
-) -> FingerprintJobConfig:
-    """The fingerprint job a larger job runs (an experiment's set, an ablation variant, a Tune
-    trial): ``source``'s benchmark, models, engine, shard asks and address, with this output,
-    GAN and NaturalFinger settings."""
-    return FingerprintJobConfig(
-        output_uri=output_uri,
-        gan_uri=gan_uri,
-        bench_uri=source.bench_uri,
-        positives=source.positives,
-        negatives=source.negatives,
-        engine=source.engine,
-        num_shards=source.num_shards,
-        cpus_per_shard=source.cpus_per_shard,
-        gpus_per_shard=source.gpus_per_shard,
-        address=source.address,
-        fingerprint=settings,
-    )
-
-
-def model_uris(config: FingerprintJobConfig) -> tuple[list[str], list[str]]:
-    """Checkpoint URIs of the positives and negatives: as given, or resolved from the ids of the
-    benchmark at ``bench_uri`` (unknown ids are an error naming them)."""
-    if config.bench_uri is None:
-        return list(config.positives), list(config.negatives)
-    from nf_dist.bench import load
-    from nf_dist.bench.store import BenchStore
-
-    known = set(load(config.bench_uri).ids())
-    missing = [i for i in (*config.positives, *config.negatives) if i not in known]
-    if missing:
-        raise ConfigError(f"{config.bench_uri} has no model {missing[0]!r}; see its manifest")
-    store = BenchStore(config.bench_uri)
-    return (
-        [store.model_stem(i) for i in config.positives],
-        [store.model_stem(i) for i in config.negatives],
-    )
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ConfigError(
+                f"checkpoint_every must be at least 1 (steps between saves), got "
+                f"{self.checkpoint_every}"
+            )
 
 
 def run_fingerprint(
@@ -95,47 +145,31 @@ def run_fingerprint(
     on_step: StepObserver | None = None,
     placement_group: Any = None,
 ) -> FingerprintSet:
-    """Generate, save the Parquet set and a PNG grid beside it; returns the set.
+    """Generate, save the Parquet set and a PNG preview beside it; returns the set.
 
-    ``on_step`` observes the optimisation (see :func:`~nf_dist.fingerprint.naturalfinger.generate`);
-    ``placement_group`` pins the shard actors of ``engine: ray`` to its bundles 1..num_shards.
+    ``on_step`` observes the optimisation (see :class:`RunOptions`).
     """
-    if not config.gan_uri or not config.positives or not config.negatives:
-        raise ConfigError(
-            "fingerprint needs gan_uri, positives and negatives (checkpoint URIs, or model ids "
-            "of the benchmark at bench_uri)"
-        )
-    positive_uris, negative_uris = model_uris(config)
-    generator, discriminator, meta = load_gan(config.gan_uri)
-    positives = [load_classifier(uri)[0] for uri in positive_uris]
-    negatives = [load_classifier(uri)[0] for uri in negative_uris]
-    spec = meta["spec"]
+    if not config.gan_uri:
+        raise ConfigError("fingerprint needs gan_uri (a GAN checkpoint)")
     if config.metrics_port is not None:
-        from nf_dist.telemetry.metrics import serve_metrics
-
         serve_metrics(config.metrics_port)
-    engine = None
-    if config.engine == "ray":
-        from nf_dist.distributed.sharded import ray_engine_factory
-
-        engine = ray_engine_factory(config, positive_uris, negative_uris, placement_group)
-    fingerprints = generate(
-        generator,
-        discriminator,
-        positives,
-        negatives,
+    fingerprints = generate_set(
+        "naturalfinger",
         config.fingerprint,
-        z_dim=int(spec["z_dim"]),
-        num_classes=int(spec["num_classes"]),
+        OwnerAssets(config.models, config.gan_uri),
+        config.sharding,
         progress=progress,
-        engine=engine,
-        checkpoint_uri=config.output_uri.removesuffix(".parquet") + ".progress",
-        checkpoint_every=config.checkpoint_every,
+        checkpointing=Checkpointing(
+            sibling(config.output_uri, "progress"), config.checkpoint_every
+        ),
         on_step=on_step,
+        placement_group=placement_group,
     )
     fingerprints.info.update(
-        positives=list(config.positives), negatives=list(config.negatives), gan_uri=config.gan_uri
+        positives=list(config.models.positives),
+        negatives=list(config.models.negatives),
+        gan_uri=config.gan_uri,
     )
     save_fingerprint_set(fingerprints, config.output_uri)
-    save_grid(fingerprints.images, config.output_uri.removesuffix(".parquet") + ".png")
+    save_grid(fingerprints.images, sibling(config.output_uri, "preview"))
     return fingerprints

@@ -27,7 +27,8 @@ from nf_dist.fingerprint.fingerprint_set import (
     save_fingerprint_set,
     save_grid,
 )
-from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig, generate
+from nf_dist.fingerprint.methods import METHODS, FingerprintContext
+from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
 from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
 from nf_dist.scoring import summarize
@@ -178,16 +179,16 @@ def _fingerprint(
         ):
             logger.info("reusing fingerprint set %s", uri)
             return cached
-    fingerprints = generate(
-        generator,
-        discriminator,
-        [zoo[i].model for i in ids["positive"]],
-        [zoo[i].model for i in ids["negative"]],
-        config.fingerprint,
+    context = FingerprintContext(
+        positives=[zoo[i].model for i in ids["positive"]],
+        negatives=[zoo[i].model for i in ids["negative"]],
+        generator=generator,
+        discriminator=discriminator,
         z_dim=int(gan_meta["spec"]["z_dim"]),
         num_classes=int(gan_meta["spec"]["num_classes"]),
         progress=progress,
     )
+    fingerprints = METHODS.get("naturalfinger")().generate(context, config.fingerprint)
     fingerprints.info.update(models=ids, gan_sha256=gan_meta.get("sha256"))
     save_fingerprint_set(fingerprints, uri)
     return fingerprints

@@ -243,7 +243,7 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     from nf_dist.fingerprint.fingerprint_set import save_fingerprint_set
     from nf_dist.fingerprint.methods import METHODS, FingerprintContext
     from nf_dist.fingerprint.methods.clean import CleanConfig
-    from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
+    from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
     from nf_dist.scoring import aruc
 
     uri, _ = built_local
@@ -269,7 +269,7 @@ def test_evaluate_queries_every_suspect_on_both_engines(
             bootstrap=50,
             budgets=(4, 8, 16),
         )
-        results[engine] = evaluate(config)
+        results[engine] = run_evaluate(config)
     assert results["ray"] == results["local"]
     # Budget curves come from the same answers: the full set's budget is the headline.
     curve = results["ray"]["methods"]["clean"]["budgets"]
@@ -293,7 +293,7 @@ def test_evaluate_queries_every_suspect_on_both_engines(
         budgets=(10, 50),
     )
     with pytest.raises(ConfigError, match=r"evaluate.budgets: budget 50 .* set 'clean' \(32"):
-        evaluate(too_large)
+        run_evaluate(too_large)
     assert not (tmp_path / "too-large").exists(), "a bad budget is refused before any query"
     queried = REGISTRY.get_sample_value("nf_eval_suspects_queried_total") or 0.0
     assert queried - queried_before == 2 * SMOKE_IDS  # every suspect, on both engines

@@ -156,8 +156,9 @@ def load_job(where: str, argv: list[str]) -> Any:
     import ray
 
     import nf_dist.cli as cli
+    import nf_dist.cli.commands as commands
     import nf_dist.config as config_module
-    from nf_dist.bench import build
+    from nf_dist.pipelines import bench as bench_job
 
     real_load_config = config_module.load_config
 
@@ -171,9 +172,9 @@ def load_job(where: str, argv: list[str]) -> Any:
         raise AssertionError(f"{where}: started Ray instead of stopping at its configuration")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "load_config", load_then_stop)
+        patch.setattr(commands, "load_config", load_then_stop)
         patch.setattr(config_module, "load_config", load_then_stop)
-        patch.setattr(build, "build_bench", build_then_stop)
+        patch.setattr(bench_job, "build_bench", build_then_stop)
         patch.setattr(ray, "init", no_ray)
         patch.setattr(cli.logging, "basicConfig", lambda **kwargs: None)  # leave logging alone
         try:

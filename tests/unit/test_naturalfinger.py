@@ -8,12 +8,18 @@ import torch
 
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_fingerprint_set
+from nf_dist.fingerprint.methods import METHODS, FingerprintContext
+from nf_dist.fingerprint.methods.base import RunOptions
 from nf_dist.fingerprint.naturalfinger import (
+    Checkpointing,
+    Gan,
+    LocalModelGradients,
     NaturalFingerConfig,
+    Prepared,
+    Targets,
     draw_candidates,
     fgsm_labels,
-    generate,
-    optimise_latents,
+    optimise,
     plan_steps,
     random_labels,
     screen,
@@ -43,6 +49,17 @@ def tiny_world() -> tuple:
     for model in [generator, discriminator, *positives, *negatives]:
         model.eval()
     return generator, discriminator, positives, negatives
+
+
+def _optimise(world: tuple, z, y_gen, y_orig, y_adv, config, **options):  # type: ignore[no-untyped-def]
+    """The optimisation stage on the tiny world's models (the reference engine by default)."""
+    generator, discriminator, positives, negatives = world
+    for p in [*positives, *negatives, generator, discriminator]:
+        p.requires_grad_(False)
+    engine = options.pop("engine", None) or LocalModelGradients(generator, positives, negatives)
+    prepared = Prepared(z, Targets(y_gen, y_orig, y_adv))
+    gan = Gan(generator, discriminator)
+    return optimise(gan, engine, prepared, config, 10, progress=False, **options)
 
 
 def test_plan_steps_covers_models_each_epoch() -> None:
@@ -96,21 +113,7 @@ def test_golden_optimisation(tiny_world: tuple) -> None:
         generator, positives, *draw_candidates(Z_DIM, 10, config), config
     )
     y_adv = random_labels(y_orig, 10, seed=0)
-    for p in [*positives, *negatives, generator, discriminator]:
-        p.requires_grad_(False)
-    final, history = optimise_latents(
-        generator,
-        discriminator,
-        positives,
-        negatives,
-        z,
-        y_gen,
-        y_orig,
-        y_adv,
-        config,
-        num_classes=10,
-        progress=False,
-    )
+    final, history = _optimise(tiny_world, z, y_gen, y_orig, y_adv, config)
     assert len(history.loss) == 6
     assert history.loss[4] < history.loss[2] < history.loss[0], "the loss must fall"
     assert not torch.equal(final, z)
@@ -128,16 +131,14 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
         if step in (39, 79):
             snapshots[step] = snapshot()
 
-    result = generate(
-        tiny_zoo["generator"],
-        tiny_zoo["discriminator"],
+    context = FingerprintContext(
         positives,
         negatives,
-        config,
+        generator=tiny_zoo["generator"],
+        discriminator=tiny_zoo["discriminator"],
         z_dim=Z_DIM,
-        progress=False,
-        on_step=observe,
     )
+    result = METHODS.get("naturalfinger")().generate(context, config, RunOptions(on_step=observe))
     assert 0 < len(result) <= 8
     # The last step's snapshot is exactly the returned set; an earlier one is a valid set too.
     last = snapshots[79]
@@ -164,25 +165,25 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
 GOLDEN_LOSSES = [0.302584, 0.400433, 0.299077, 0.396662, 0.293136, 0.391797]
 
 
-class _FailAt:
+class _FailAt(LocalModelGradients):
     """A reference engine that dies at one step, as a crashed driver would."""
 
-    def __init__(self, engine, step: int) -> None:
-        self.engine, self.step, self.calls = engine, step, 0
+    def __init__(self, world: tuple, step: int) -> None:
+        generator, _, positives, negatives = world
+        super().__init__(generator, positives, negatives)
+        self.step, self.calls = step, 0
 
-    def __call__(self, z, plan):
+    def __call__(self, *args):  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.calls > self.step:
             raise RuntimeError("killed")
-        return self.engine(z, plan)
+        return super().__call__(*args)
 
 
 def test_a_killed_optimisation_resumes_to_the_same_latents(
     tiny_world: tuple, tmp_path: Path
 ) -> None:
-    from nf_dist.fingerprint.naturalfinger import LocalModelGradients, Objective
-
-    generator, discriminator, positives, negatives = tiny_world
+    generator, _, positives, _ = tiny_world
     config = NaturalFingerConfig(
         num_candidates=64, num_optimised=16, steps=9, batch_size=32, positives_per_step=1
     )
@@ -190,32 +191,13 @@ def test_a_killed_optimisation_resumes_to_the_same_latents(
         generator, positives, *draw_candidates(Z_DIM, 10, config), config
     )
     y_adv = random_labels(y_orig, 10, seed=0)
-    for p in [*positives, *negatives, generator, discriminator]:
-        p.requires_grad_(False)
-    args = (generator, discriminator, positives, negatives, z, y_gen, y_orig, y_adv, config)
-    whole, whole_history = optimise_latents(*args, num_classes=10, progress=False)
-    uri = str(tmp_path / "progress")
-    local = LocalModelGradients(
-        generator, positives, negatives, y_gen, y_orig, y_adv, Objective.of(config)
-    )
+    args = (tiny_world, z, y_gen, y_orig, y_adv, config)
+    whole, whole_history = _optimise(*args)
+    saving = Checkpointing(str(tmp_path / "progress"), every=2)
     with pytest.raises(RuntimeError, match="killed"):
-        optimise_latents(
-            *args,
-            num_classes=10,
-            progress=False,
-            engine=_FailAt(local, 5),
-            checkpoint_uri=uri,
-            checkpoint_every=2,
-        )
-    resumed_engine = _FailAt(local, 100)
-    resumed, history = optimise_latents(
-        *args,
-        num_classes=10,
-        progress=False,
-        engine=resumed_engine,
-        checkpoint_uri=uri,
-        checkpoint_every=2,
-    )
+        _optimise(*args, engine=_FailAt(tiny_world, 5), checkpointing=saving)
+    resumed_engine = _FailAt(tiny_world, 100)
+    resumed, history = _optimise(*args, engine=resumed_engine, checkpointing=saving)
     assert resumed_engine.calls == 9 - 4  # resumed after the checkpoint at step 4
     assert torch.allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     assert history.loss == pytest.approx(whole_history.loss, rel=1e-5)
@@ -223,26 +205,11 @@ def test_a_killed_optimisation_resumes_to_the_same_latents(
 
 def _optimise_first(world: tuple, n: int, config: NaturalFingerConfig) -> torch.Tensor:
     """Optimise the first ``n`` of 16 fixed latents (random targets) and return them."""
-    generator, discriminator, positives, negatives = world
     gen = torch.Generator().manual_seed(5)
     z = torch.randn(16, Z_DIM, generator=gen)
     y_gen, y_orig = (torch.randint(0, 10, (16,), generator=gen) for _ in range(2))
     y_adv = random_labels(y_orig, 10, seed=0)
-    for p in [*positives, *negatives, generator, discriminator]:
-        p.requires_grad_(False)
-    final, _ = optimise_latents(
-        generator,
-        discriminator,
-        positives,
-        negatives,
-        z[:n],
-        y_gen[:n],
-        y_orig[:n],
-        y_adv[:n],
-        config,
-        num_classes=10,
-        progress=False,
-    )
+    final, _ = _optimise(world, z[:n], y_gen[:n], y_orig[:n], y_adv[:n], config)
     return final
 
 

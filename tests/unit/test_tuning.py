@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from nf_dist.bench.selection import ModelSelection
 from nf_dist.config import from_dict
 from nf_dist.errors import ConfigError
 from nf_dist.pipelines.tune import (
@@ -25,7 +28,8 @@ def _rows() -> list[dict]:
 
 
 def test_the_three_way_split_is_disjoint_complete_stratified_and_seeded() -> None:
-    config = TuneJobConfig(positives=("source",), negatives=("mirror-source",), split_seed=3)
+    models = ModelSelection(positives=("source",), negatives=("mirror-source",))
+    config = TuneJobConfig(models=models, split_seed=3)
     split = three_way_split(_rows(), config)
     parts = [set(split.generation), set(split.validation), set(split.test)]
     assert sum(len(p) for p in parts) == len(set().union(*parts)) == len(_rows())
@@ -33,22 +37,17 @@ def test_the_three_way_split_is_disjoint_complete_stratified_and_seeded() -> Non
     assert sum(i.startswith("distill") for i in split.validation) == 2  # of 5
     assert sum(i.startswith("indep") for i in split.validation) == 3
     assert three_way_split(_rows(), config) == split
-    assert three_way_split(_rows(), TuneJobConfig(**{**config.__dict__, "split_seed": 4})) != split
+    assert three_way_split(_rows(), replace(config, split_seed=4)) != split
 
 
 def test_split_and_domain_errors_say_what_to_fix() -> None:
+    with pytest.raises(ConfigError, match="'source' is both a positive and a negative"):
+        ModelSelection(positives=("source",), negatives=("source",))
+    models = ModelSelection(positives=("source",), negatives=("mirror-source",))
     with pytest.raises(ConfigError, match="must not share"):
-        three_way_split(
-            _rows(),
-            TuneJobConfig(positives=("source",), negatives=("source",)),
-        )
+        three_way_split(_rows(), TuneJobConfig(models=models, validation_models=("source",)))
     with pytest.raises(ConfigError, match="positive and negative"):
-        three_way_split(
-            _rows(),
-            TuneJobConfig(
-                positives=("source",), negatives=("mirror-source",), validation_models=("prune-1",)
-            ),
-        )
+        three_way_split(_rows(), TuneJobConfig(models=models, validation_models=("prune-1",)))
     with pytest.raises(ConfigError, match="low < high"):
         ParamSpec("uniform", low=1.0, high=1.0)
     with pytest.raises(ConfigError, match="grid or choice"):

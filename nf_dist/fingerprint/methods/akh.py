@@ -27,6 +27,7 @@ from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
+    RunOptions,
     majority_labels,
 )
 from nf_dist.models.inference import predict
@@ -54,7 +55,9 @@ class MisclassifiedImages(FingerprintMethod):
 
     config_class = AkhConfig
 
-    def generate(self, context: FingerprintContext, config: AkhConfig) -> FingerprintSet:
+    def generate(
+        self, context: FingerprintContext, config: AkhConfig, run: RunOptions | None = None
+    ) -> FingerprintSet:
         clean = context.clean
         if clean is None or len(clean) == 0:
             raise ConfigError("akh needs clean labelled images (the owner's test split)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from nf_dist.data.readers import ImageDataset
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.naturalfinger import Checkpointing, ModelGradients
 from nf_dist.models.inference import predict
 from nf_dist.registry import Registry
 
@@ -39,17 +40,53 @@ class FingerprintContext:
     progress: bool = False
 
 
-class FingerprintMethod(ABC):
-    """A fingerprinting method: ``generate(context, config) -> FingerprintSet``.
+#: ``observer(step, snapshot)`` after every optimisation step; ``snapshot()`` screens the
+#: current state into the set the run would return if it stopped now (possibly empty).
+StepObserver = Callable[[int, Callable[[], FingerprintSet]], None]
 
-    ``config_class`` is the method's frozen config dataclass (its YAML section).
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one generation runs, beyond the method's settings.
+
+    Attributes:
+        engine: the gradient engine of a generative method's latent optimisation, opened by the
+            caller (``nf_dist.distributed.engines.open_engine``); None: in this process.
+        checkpointing: save the optimisation and resume a killed run (generative methods).
+        on_step: an observer of the optimisation (methods with ``reports_progress``).
+    """
+
+    engine: ModelGradients | None = None
+    checkpointing: Checkpointing | None = None
+    on_step: StepObserver | None = None
+
+
+class FingerprintMethod(ABC):
+    """A fingerprinting method: ``generate(context, config, run) -> FingerprintSet``.
+
+    Class-level facts replace tests on the method's name:
+
+    - ``config_class``: the method's frozen config dataclass (its YAML section);
+    - ``needs_gan``: it optimises a GAN's latents (the context must carry a generator and a
+      discriminator, and its models' gradients go through ``run.engine``);
+    - ``reports_progress``: it calls ``run.on_step`` during generation, so a sweep can stop it
+      early; :meth:`horizon` says over how many steps.
     """
 
     config_class: ClassVar[type]
+    needs_gan: ClassVar[bool] = False
+    reports_progress: ClassVar[bool] = False
 
     @abstractmethod
-    def generate(self, context: FingerprintContext, config: Any) -> FingerprintSet:
-        """Build the fingerprint set."""
+    def generate(
+        self, context: FingerprintContext, config: Any, run: RunOptions | None = None
+    ) -> FingerprintSet:
+        """Build the fingerprint set (``run`` None: defaults, in this process)."""
+
+    @classmethod
+    def horizon(cls, config: Any) -> int:
+        """How many steps a generation with ``config`` reports over (1 if it reports once)."""
+        return 1
 
 
 METHODS: Registry[type[FingerprintMethod]] = Registry("fingerprinting method")

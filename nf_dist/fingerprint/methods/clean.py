@@ -16,6 +16,7 @@ from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
+    RunOptions,
     majority_labels,
 )
 from nf_dist.models.inference import predict
@@ -35,7 +36,9 @@ class CleanImages(FingerprintMethod):
 
     config_class = CleanConfig
 
-    def generate(self, context: FingerprintContext, config: CleanConfig) -> FingerprintSet:
+    def generate(
+        self, context: FingerprintContext, config: CleanConfig, run: RunOptions | None = None
+    ) -> FingerprintSet:
         if context.clean is None or len(context.clean) == 0:
             raise ConfigError("the clean baseline needs clean images (the owner's test split)")
         rng = np.random.default_rng(config.seed)

@@ -23,6 +23,7 @@ from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
+    RunOptions,
 )
 from nf_dist.models.inference import predict
 
@@ -56,7 +57,9 @@ class IPGuard(FingerprintMethod):
 
     config_class = IPGuardConfig
 
-    def generate(self, context: FingerprintContext, config: IPGuardConfig) -> FingerprintSet:
+    def generate(
+        self, context: FingerprintContext, config: IPGuardConfig, run: RunOptions | None = None
+    ) -> FingerprintSet:
         if context.clean is None:
             raise ConfigError("IPGuard needs clean images (the owner's test split)")
         source = context.positives[0].eval()

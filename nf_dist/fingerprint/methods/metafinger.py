@@ -25,6 +25,7 @@ from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
+    RunOptions,
     majority_labels,
 )
 from nf_dist.fingerprint.transforms import apply_transform, sample_transform
@@ -57,7 +58,9 @@ class MetaFinger(FingerprintMethod):
 
     config_class = MetaFingerConfig
 
-    def generate(self, context: FingerprintContext, config: MetaFingerConfig) -> FingerprintSet:
+    def generate(
+        self, context: FingerprintContext, config: MetaFingerConfig, run: RunOptions | None = None
+    ) -> FingerprintSet:
         if context.clean is None:
             raise ConfigError("MetaFinger needs clean seed images (the owner's test split)")
         positives, negatives = list(context.positives), list(context.negatives)

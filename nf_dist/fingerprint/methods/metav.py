@@ -23,6 +23,7 @@ from nf_dist.fingerprint.methods.base import (
     METHODS,
     FingerprintContext,
     FingerprintMethod,
+    RunOptions,
     majority_labels,
 )
 from nf_dist.models.inference import predict
@@ -45,7 +46,9 @@ class MetaV(FingerprintMethod):
 
     config_class = MetaVConfig
 
-    def generate(self, context: FingerprintContext, config: MetaVConfig) -> FingerprintSet:
+    def generate(
+        self, context: FingerprintContext, config: MetaVConfig, run: RunOptions | None = None
+    ) -> FingerprintSet:
         models = [*context.positives, *context.negatives]
         for model in models:
             model.eval().requires_grad_(False)

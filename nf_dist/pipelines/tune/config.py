@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from nf_dist.bench.selection import ModelSelection
 from nf_dist.data import DataConfig
+from nf_dist.distributed.engines import ShardingConfig
 from nf_dist.errors import ConfigError
+from nf_dist.pipelines.fingerprint import MOVED_KEYS
 from nf_dist.pipelines.tune.space import ParamSpec, default_space
 
 OBJECTIVES = ("val_aruc", "val_tpr_at_1pct_fpr")
@@ -17,8 +20,8 @@ class TuneJobConfig:
     """``nf-dist tune`` (see the module docstring).
 
     Attributes:
-        bench_uri, gan_uri: the built benchmark and the GAN (the GAN only for generative methods).
-        positives, negatives: generation models (benchmark ids).
+        gan_uri: the GAN (generative methods only).
+        models: the built benchmark (``models.bench_uri``) and its generation models (ids).
         validation_models: the validation suspects; empty: ``validation_fraction`` of the rest,
             stratified by (role, attack), drawn with ``split_seed``.
         method: a registered fingerprinting method; ``base`` its config (the untuned settings
@@ -32,21 +35,21 @@ class TuneJobConfig:
         num_samples: trials (for grid search: repeats of the grid).
         seed: seeds the search algorithm (the same config draws the same trials).
         max_concurrent_trials: at most this many at once (None: as resources allow).
-        engine, num_shards, cpus_per_shard, gpus_per_shard: the NaturalFinger engine of each
-            trial; ``cpus_per_trial`` is the trial's own bundle.
+        sharding: where a generative trial's model gradients are computed (the ``ray`` backend's
+            actors live in the trial's placement group); ``cpus_per_trial`` is the trial's own
+            bundle. ``sharding.address`` is the Ray cluster the sweep joins.
         data: the owner's clean images for baselines that start from real data.
         storage_uri, name: Tune's experiment directory is ``storage_uri/name``.
         output_uri: the results (see the module docstring).
         final_test: after the sweep, generate with the best and with the base settings and
             score both on the test suspects.
-        address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
         metrics_port: serve nf-dist's Prometheus metrics on this port during the sweep.
     """
 
-    bench_uri: str = ""
+    MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
+
     gan_uri: str = ""
-    positives: tuple[str, ...] = ()
-    negatives: tuple[str, ...] = ()
+    models: ModelSelection = field(default_factory=ModelSelection)
     validation_models: tuple[str, ...] = ()
     validation_fraction: float = 0.3
     split_seed: int = 0
@@ -61,17 +64,13 @@ class TuneJobConfig:
     max_concurrent_trials: int | None = None
     report_every: int = 50
     grace_reports: int = 2
-    engine: Literal["local", "ray"] = "local"
-    num_shards: int = 2
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     cpus_per_trial: float = 1.0
-    cpus_per_shard: float = 1.0
-    gpus_per_shard: float = 0.0
     data: DataConfig = field(default_factory=DataConfig)
     storage_uri: str = "runs/tune"
     name: str = "naturalfinger"
     output_uri: str = "runs/tune/naturalfinger-results"
     final_test: bool = True
-    address: str | None = None
     metrics_port: int | None = None
 
     def __post_init__(self) -> None:

@@ -15,23 +15,29 @@ from ray import tune
 from nf_dist.config import dump_yaml, to_dict
 from nf_dist.errors import FingerprintError
 from nf_dist.fingerprint.fingerprint_set import save_fingerprint_set
-from nf_dist.pipelines.evaluate import EvaluateConfig, evaluate
-from nf_dist.pipelines.fingerprint import nested_fingerprint_job, run_fingerprint
+from nf_dist.fingerprint.methods import METHODS
+from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
+from nf_dist.pipelines.fingerprint import FingerprintJobConfig
 from nf_dist.pipelines.tune.config import TuneJobConfig
 from nf_dist.pipelines.tune.split import ThreeWaySplit
-from nf_dist.pipelines.tune.trial import _generate_baseline, method_settings
+from nf_dist.pipelines.tune.trial import generate_with, method_settings
 from nf_dist.storage.uri import join, write_bytes_atomic
 from nf_dist.telemetry.metrics import TUNE_BEST_OBJECTIVE, TUNE_REPORTS, TUNE_TRIALS
 
 logger = logging.getLogger(__name__)
 
 
-def _export_best(config: TuneJobConfig, tuned: Any) -> str:
-    """The best settings as a YAML the matching command accepts as it is."""
-    if config.method == "naturalfinger":
+def export_best(config: TuneJobConfig, tuned: Any) -> str:
+    """The best settings as a YAML the matching command accepts as it is: an ``nf-dist
+    fingerprint`` config for a generative method, an experiment ``sets`` entry otherwise."""
+    if METHODS.get(config.method).needs_gan:
         uri = join(config.output_uri, "best_fingerprint.yaml")
-        job = nested_fingerprint_job(
-            config, join(config.output_uri, "best_fingerprint.parquet"), config.gan_uri, tuned
+        job = FingerprintJobConfig(
+            output_uri=join(config.output_uri, "best_fingerprint.parquet"),
+            gan_uri=config.gan_uri,
+            models=config.models,
+            sharding=config.sharding,
+            fingerprint=tuned,
         )
         write_bytes_atomic(uri, dump_yaml(job).encode())
     else:
@@ -41,33 +47,28 @@ def _export_best(config: TuneJobConfig, tuned: Any) -> str:
     return uri
 
 
-def _score_on_test(
+def score_on_test(
     config: TuneJobConfig, split: ThreeWaySplit, tuned: Any, progress: bool
 ) -> dict[str, Any]:
     """Generate with the tuned and the base settings; evaluate both on the test suspects only."""
-
     sets = {}
     for label, settings in (("tuned", tuned), ("base", method_settings(config, {}))):
         uri = join(config.output_uri, "test", f"{label}.parquet")
         try:
-            if config.method == "naturalfinger":
-                job = nested_fingerprint_job(config, uri, config.gan_uri, settings)
-                run_fingerprint(job, progress=progress)
-            else:
-                save_fingerprint_set(_generate_baseline(config, settings, progress), uri)
+            save_fingerprint_set(generate_with(config, settings, progress=progress), uri)
             sets[label] = uri
         except FingerprintError as exc:
             logger.warning("the %s settings kept no fingerprint: %s", label, exc)
     if not sets:
         return {"failure": "neither the tuned nor the base settings kept a fingerprint"}
-    metrics = evaluate(
+    metrics = run_evaluate(
         EvaluateConfig(
-            bench_uri=config.bench_uri,
+            bench_uri=config.models.bench_uri or "",
             fingerprints=sets,
             generation_models=(*split.generation, *split.validation),
             output_uri=join(config.output_uri, "test", "evaluation"),
             engine="ray",
-            address=config.address,
+            address=config.sharding.address,
         )
     )
     return {
@@ -80,7 +81,7 @@ def _score_on_test(
     }
 
 
-def _trial_rows(results: Any, config: TuneJobConfig) -> list[dict[str, Any]]:
+def trial_rows(results: Any, config: TuneJobConfig) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         history = result.metrics_dataframe
@@ -107,14 +108,14 @@ def _trial_rows(results: Any, config: TuneJobConfig) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: str(r["trial_id"]))
 
 
-def _write_trials(uri: str, rows: list[dict[str, Any]]) -> None:
+def write_trials(uri: str, rows: list[dict[str, Any]]) -> None:
 
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
     write_bytes_atomic(uri, buffer.getvalue())
 
 
-class _MetricsCallback(tune.Callback):  # type: ignore[misc]
+class MetricsCallback(tune.Callback):  # type: ignore[misc]
     """Feeds nf-dist's Prometheus metrics from the Tune driver: trials by status, the best
     objective so far."""
 

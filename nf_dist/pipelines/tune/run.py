@@ -38,18 +38,19 @@ from nf_dist.bench import load
 from nf_dist.config import to_dict
 from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.methods import METHODS
 from nf_dist.pipelines.report import write_tune_report
 from nf_dist.pipelines.tune.config import TuneJobConfig
 from nf_dist.pipelines.tune.results import (
-    _export_best,
-    _MetricsCallback,
-    _score_on_test,
-    _trial_rows,
-    _write_trials,
+    MetricsCallback,
+    export_best,
+    score_on_test,
+    trial_rows,
+    write_trials,
 )
 from nf_dist.pipelines.tune.space import search_algorithm
 from nf_dist.pipelines.tune.split import three_way_split
-from nf_dist.pipelines.tune.trial import _check_fits, _resources, _trial, method_settings
+from nf_dist.pipelines.tune.trial import check_fits, method_settings, run_trial, trial_resources
 from nf_dist.storage.uri import absolute_uri, is_remote, join, write_bytes_atomic
 from nf_dist.telemetry.metrics import serve_metrics
 
@@ -68,6 +69,16 @@ def _storage(job: TuneJobConfig) -> tuple[str, Any]:
     return path, PyFileSystem(FSSpecHandler(fs))
 
 
+def horizon(config: TuneJobConfig) -> int:
+    """The longest trial's horizon (steps), which sets ASHA's schedule."""
+    method = METHODS.get(config.method)
+    steps = method.horizon(method_settings(config, {}))
+    if "steps" in config.search_space:  # a searched step count: its largest value
+        spec = config.search_space["steps"]
+        steps = int(max(spec.values) if spec.values else (spec.high or steps))
+    return steps
+
+
 def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the sweep, export the best config, score it on the test suspects.
 
@@ -81,18 +92,21 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
             f"search_space.{unknown[0]} is not a setting of {config.method}; its settings are "
             f"{', '.join(sorted(fields))}"
         )
-    if config.method == "naturalfinger" and not config.gan_uri:
-        raise ConfigError("tuning naturalfinger needs gan_uri")
+    method = METHODS.get(config.method)
+    if method.needs_gan and not config.gan_uri:
+        raise ConfigError(f"tuning {config.method} needs gan_uri")
+    if not config.models.bench_uri:
+        raise ConfigError("tuning needs models.bench_uri (a built benchmark)")
     # Trials run in their own working directories: every local path must be absolute.
     config = replace(
         config,
-        bench_uri=absolute_uri(config.bench_uri),
+        models=replace(config.models, bench_uri=absolute_uri(config.models.bench_uri)),
         gan_uri=absolute_uri(config.gan_uri) if config.gan_uri else "",
         output_uri=absolute_uri(config.output_uri),
         data=config.data.absolute(),
     )
     started = time.perf_counter()
-    split = three_way_split(load(config.bench_uri).manifest.to_pylist(), config)
+    split = three_way_split(load(config.models.bench_uri or "").manifest.to_pylist(), config)
     write_bytes_atomic(
         join(config.output_uri, "split.json"), json.dumps(asdict(split), indent=1).encode()
     )
@@ -102,19 +116,15 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
         len(split.validation),
         len(split.test),
     )
-    init_ray(config.address)
+    init_ray(config.sharding.address)
     if config.metrics_port is not None:
         serve_metrics(config.metrics_port)
-    resources = _resources(config)
-    _check_fits(config, resources)
+    resources = trial_resources(config)
+    check_fits(resources)
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, job=config, split=split), resources
+        tune.with_parameters(run_trial, job=config, split=split), resources
     )
-    steps = int(getattr(method_settings(config, {}), "steps", 1))
-    if "steps" in config.search_space:  # the longest trial sets the schedule's horizon
-        spec = config.search_space["steps"]
-        steps = int(max(spec.values) if spec.values else (spec.high or steps))
-    reports = max(1, -(-steps // config.report_every)) if config.method == "naturalfinger" else 1
+    reports = max(1, -(-horizon(config) // config.report_every)) if method.reports_progress else 1
     scheduler = (
         ASHAScheduler(
             time_attr="training_iteration",
@@ -147,13 +157,13 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
                 name=config.name,
                 storage_path=storage_path,
                 storage_filesystem=filesystem,
-                callbacks=[_MetricsCallback(config.metric)],
+                callbacks=[MetricsCallback(config.metric)],
                 verbose=1 if progress else 0,
             ),
         )
     results = tuner.fit()
-    trials = _trial_rows(results, config)
-    _write_trials(join(config.output_uri, "trials.parquet"), trials)
+    trials = trial_rows(results, config)
+    write_trials(join(config.output_uri, "trials.parquet"), trials)
     finished = [t for t in trials if t["last_objective"] is not None]
     if not finished:
         raise FingerprintError(f"no trial reported {config.metric}; see {experiment_path}")
@@ -171,9 +181,9 @@ def run_tune(config: TuneJobConfig, *, progress: bool = True) -> dict[str, Any]:
         "experiment_path": experiment_path,
         "sweep_wall_s": round(time.perf_counter() - started, 1),
     }
-    summary["best_config_uri"] = _export_best(config, tuned)
+    summary["best_config_uri"] = export_best(config, tuned)
     if config.final_test:
-        summary["test"] = _score_on_test(config, split, tuned, progress)
+        summary["test"] = score_on_test(config, split, tuned, progress)
     summary["wall_s"] = round(time.perf_counter() - started, 1)
     write_bytes_atomic(
         join(config.output_uri, "summary.json"), json.dumps(summary, indent=2).encode()

@@ -34,11 +34,13 @@ def three_way_split(rows: list[dict[str, Any]], config: TuneJobConfig) -> ThreeW
         ConfigError: unknown ids, overlaps, or a validation set without both roles.
     """
     by_id = {row["id"]: row for row in rows}
-    generation = (*config.positives, *config.negatives)
+    generation = config.models.ids
     named = (*generation, *config.validation_models)
     unknown = [i for i in named if i not in by_id]
     if unknown:
-        raise ConfigError(f"{config.bench_uri} has no model {unknown[0]!r}; see its manifest")
+        raise ConfigError(
+            f"{config.models.bench_uri} has no model {unknown[0]!r}; see its manifest"
+        )
     if len(set(named)) != len(named):
         raise ConfigError("positives, negatives and validation_models must not share a model")
     rest = [i for i in by_id if i not in generation]

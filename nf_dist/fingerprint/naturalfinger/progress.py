@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from nf_dist.errors import CheckpointError
+from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
+from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, load_checkpoint, save_checkpoint
 from nf_dist.storage.uri import exists
-
-if TYPE_CHECKING:
-    from nf_dist.fingerprint.naturalfinger import GenerationHistory, NaturalFingerConfig
 
 logger = logging.getLogger(__name__)
 

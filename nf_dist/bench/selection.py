@@ -1,0 +1,65 @@
+"""Which white-box models a job generates from: checkpoint URIs, or ids of a built benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nf_dist.bench import load
+from nf_dist.bench.store import BenchStore
+from nf_dist.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """The owner's positive and negative models (the ``models:`` section of a job config).
+
+    Attributes:
+        bench_uri: a built benchmark; ``positives`` and ``negatives`` are then its model ids.
+            None: they are checkpoint URIs.
+        positives: models derived from the owner's source (the source first).
+        negatives: independent models.
+    """
+
+    bench_uri: str | None = None
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        both = sorted(set(self.positives) & set(self.negatives))
+        if both:
+            raise ConfigError(
+                f"models: {both[0]!r} is both a positive and a negative; list it once"
+            )
+        for role, names in (("positives", self.positives), ("negatives", self.negatives)):
+            if len(set(names)) != len(names):
+                raise ConfigError(f"models.{role} lists a model twice: {list(names)}")
+            if any(not name for name in names):
+                raise ConfigError(f"models.{role} has an empty name")
+
+    def require(self) -> None:
+        """Fail unless both roles name at least one model."""
+        if not self.positives or not self.negatives:
+            raise ConfigError(
+                "set models.positives and models.negatives (checkpoint URIs, or model ids of the "
+                "benchmark at models.bench_uri)"
+            )
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every model, positives first."""
+        return (*self.positives, *self.negatives)
+
+    def uris(self) -> tuple[list[str], list[str]]:
+        """Checkpoint URIs of the positives and negatives: as given, or resolved from the ids of
+        the benchmark (unknown ids are an error naming them)."""
+        if self.bench_uri is None:
+            return list(self.positives), list(self.negatives)
+        known = set(load(self.bench_uri).ids())
+        missing = [i for i in self.ids if i not in known]
+        if missing:
+            raise ConfigError(f"{self.bench_uri} has no model {missing[0]!r}; see its manifest")
+        store = BenchStore(self.bench_uri)
+        return (
+            [store.model_stem(i) for i in self.positives],
+            [store.model_stem(i) for i in self.negatives],
+        )

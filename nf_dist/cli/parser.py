@@ -1,0 +1,161 @@
+"""The ``nf-dist`` argument parser: one subcommand per pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+from nf_dist import __version__
+
+
+def _add_config_args(
+    parser: argparse.ArgumentParser, default_help: str, *, smoke: bool = True
+) -> None:
+    parser.add_argument("--config", help=f"YAML config ({default_help})")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set lr=0.1",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    if not smoke:  # the quickstart is already the smallest whole run
+        return
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="start from the command's smoke recipe (nf_dist/configs/smoke/); --config and "
+        "--set apply on top",
+    )
+
+
+def _add_workers_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="train data-parallel on N Ray Train workers (same as --set workers.num=N)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nf-dist",
+        description="NaturalFinger fingerprints for proving a model was stolen.",
+    )
+    parser.add_argument("--version", action="version", version=f"nf-dist {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    quick = sub.add_parser("quickstart", help="train a small zoo and a GAN, fingerprint, verify")
+    _add_config_args(quick, "default: the built-in quickstart.yaml", smoke=False)
+
+    train = sub.add_parser("train", help="train a classifier from scratch on a data half")
+    _add_config_args(train, "keys of TrainJobConfig")
+    _add_workers_arg(train)
+
+    gan = sub.add_parser("gan", help="GAN commands")
+    gan_sub = gan.add_subparsers(dest="gan_command", required=True)
+    gan_train = gan_sub.add_parser("train", help="train a class-conditional GAN")
+    _add_config_args(gan_train, "keys of GanJobConfig")
+    _add_workers_arg(gan_train)
+
+    finger = sub.add_parser("fingerprint", help="generate a NaturalFinger fingerprint set")
+    _add_config_args(finger, "keys of FingerprintJobConfig")
+    finger.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="local: the single-process reference; ray: models sharded over Ray actors "
+        "(same as --set sharding.backend=...)",
+    )
+    finger.add_argument(
+        "--num-shards", type=int, help="shard actors for --engine ray (sharding.num_shards)"
+    )
+
+    bench = sub.add_parser("bench", help="FingerBench: plan or build the benchmark on Ray")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    plan = bench_sub.add_parser("plan", help="print a profile's resolved catalog")
+    plan.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
+    plan.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    build = bench_sub.add_parser("build", help="build (or resume) a benchmark on Ray")
+    build.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
+    build.add_argument("--smoke", action="store_true", help="the smoke profile (--profile smoke)")
+    build.add_argument("--output", help="output URI (default runs/bench/<profile>)")
+    build.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    build.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
+    build.add_argument("--max-retries", type=int, default=2, help="retries per failed model")
+    build.add_argument("--only", nargs="*", default=[], help="build these ids (and ancestors)")
+    build.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0: any)"
+    )
+    build.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set data.half_size=5000",
+    )
+    build.add_argument(
+        "--dry-run", action="store_true", help="print the task graph and resources, build nothing"
+    )
+    build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="query every benchmark suspect with fingerprint sets; ARUC and margins"
+    )
+    _add_config_args(evaluate, "keys of EvaluateConfig")
+
+    ablation = sub.add_parser("ablation", help="NaturalFinger's ablation (Table 3) on a benchmark")
+    _add_config_args(ablation, "keys of AblationConfig")
+
+    experiment = sub.add_parser(
+        "experiment",
+        help="every method's fingerprints on a benchmark, evaluated, stealthiness, report",
+    )
+    _add_config_args(experiment, "keys of ExperimentConfig")
+
+    tune = sub.add_parser(
+        "tune", help="Ray Tune sweep of a method's hyperparameters, scored on validation models"
+    )
+    _add_config_args(tune, "keys of TuneJobConfig")
+
+    report = sub.add_parser("report", help="Markdown report with plots from an evaluation")
+    report.add_argument(
+        "evaluation", nargs="?", help="an evaluation's output folder or URI (evaluation_uri)"
+    )
+    report.add_argument("--output", help="report folder or URI (default: the evaluation's)")
+    _add_config_args(report, "keys of ReportConfig")
+    report.add_argument(
+        "--fingerprints",
+        nargs="*",
+        default=[],
+        metavar="METHOD=URI",
+        help="fingerprint sets to show as grids",
+    )
+
+    verify = sub.add_parser("verify", help="check suspects against a fingerprint set")
+    verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
+    verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
+    verify.add_argument(
+        "--unsafe-allow-pickle",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="accept this one suspect file as a pickle (torch.save); only for files you trust. "
+        "It is read with torch's weights_only loader and needs a JSON sidecar",
+    )
+    verify.add_argument(
+        "--positive", nargs="*", default=[], help="suspects known to be stolen (for ARUC)"
+    )
+    verify.add_argument(
+        "--negative", nargs="*", default=[], help="suspects known to be independent (for ARUC)"
+    )
+    verify.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="judge stolen when the matching rate is >= this (default 0.5)",
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser

@@ -1,0 +1,157 @@
+"""NaturalFinger's settings, validated where they are declared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from nf_dist.errors import ConfigError
+from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES
+from nf_dist.fingerprint.transforms import TRANSFORM_NAMES
+
+
+@dataclass(frozen=True)
+class NaturalFingerConfig:
+    """Settings of one NaturalFinger generation (defaults: the paper's, NOTES.md).
+
+    Attributes:
+        num_fingerprints: fingerprints kept after screening (paper: 100).
+        num_candidates: latents drawn for initial-sample selection (authors: ~10 per fingerprint).
+        num_optimised: initial samples that enter optimisation (more survive screening).
+        steps: optimisation steps; each step sees one mini-batch of models.
+        lr, momentum, nesterov: SGD on the latents (paper lr 0.5; Nesterov from the code).
+        lambda_d: weight of the discriminator term (paper 0.5).
+        k: CW confidence (paper 50).
+        positives_per_step, negatives_per_step: the model mini-batch (paper 4 + 4).
+        fgsm_epsilon: FGSM step for adversarial labels (8/255).
+        adversarial_label_models: whose FGSM votes make y_adv (paper: negative; code: positive).
+        discriminator_loss: see :data:`DISCRIMINATOR_LOSSES` (default: the generator-side hinge).
+        discriminator_label: class given to D: ``generator`` (G's own) or ``random`` (the code's).
+        adversarial_labels: trick 1; off draws a random label different from y_orig.
+        input_transforms: trick 2; off applies the identity only.
+        transform_strength: scales the optimisation's transformations (noise sd, largest shift
+            and shear; 1 is the paper's). Screening always uses the paper's.
+        discriminator: trick 3; off drops the discriminator term.
+        reduction: how the per-image losses combine (paper and code: ``mean``). The CW and D
+            terms are means over the N latents and each image depends only on its own latent, so
+            under ``mean`` a latent moves lr/N per step: the same lr means a smaller step for a
+            larger set. ``sum`` makes ``lr`` the per-latent step, whatever N is.
+        latent_max_norm: after every step, latents longer than this multiple of sqrt(z_dim) (the
+            prior's typical norm) are scaled back onto that sphere, keeping G where it was
+            trained (paper: no bound, None).
+        candidate_classes: generator classes of the candidates and the initial selection;
+            ``balanced`` draws classes round-robin and picks the initial samples evenly over
+            y_orig so fingerprints cover many decision boundaries (paper: ``random``).
+        negative_objective: ``adversarial`` pushes negatives onto y_adv (the paper);
+            ``away`` pushes them off y_orig (CW margin of y_orig over the best other class),
+            which is what verification tests.
+        screen_negatives: ``adversarial`` keeps an image when every negative answers y_adv (the
+            paper); ``not_original`` when no negative answers y_orig.
+        screen_transforms: the transformations screening applies (paper: all five).
+        screen_draws: fresh parameter draws per transformation (paper: one per run; a single
+            draw's luck moves survival several-fold).
+        screen_min_pass: share of the transformed views an image must pass; the plain image
+            (what a suspect is queried with) must always pass (paper: 1.0, every view).
+        precision: ``bf16`` runs the optimisation's forward passes (G, the classifiers, D) under
+            bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16 and on GPUs; the latents, their
+            gradients and every label decision (selection, y_adv, screening) stay fp32.
+        batch_size: images per forward pass in selection, labelling and screening.
+        seed: seeds latents, labels, the model schedule and the transformations.
+    """
+
+    num_fingerprints: int = 100
+    num_candidates: int = 1000
+    num_optimised: int = 300
+    steps: int = 1000
+    lr: float = 0.5
+    momentum: float = 0.9
+    nesterov: bool = True
+    lambda_d: float = 0.5
+    k: float = 50.0
+    positives_per_step: int = 4
+    negatives_per_step: int = 4
+    fgsm_epsilon: float = 8 / 255
+    adversarial_label_models: Literal["negative", "positive"] = "negative"
+    discriminator_loss: str = "generator_hinge"
+    discriminator_label: Literal["generator", "random"] = "generator"
+    adversarial_labels: bool = True
+    input_transforms: bool = True
+    transform_strength: float = 1.0
+    discriminator: bool = True
+    reduction: Literal["sum", "mean"] = "mean"
+    latent_max_norm: float | None = None
+    candidate_classes: Literal["balanced", "random"] = "random"
+    negative_objective: Literal["adversarial", "away"] = "adversarial"
+    screen_negatives: Literal["adversarial", "not_original"] = "adversarial"
+    screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
+    screen_draws: int = 1
+    screen_min_pass: float = 1.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    batch_size: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "num_fingerprints",
+            "num_candidates",
+            "num_optimised",
+            "positives_per_step",
+            "negatives_per_step",
+            "batch_size",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"fingerprint.{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.steps < 0 or self.lr <= 0 or self.k <= 0 or self.lambda_d < 0:
+            raise ConfigError(
+                "fingerprint: steps >= 0, lr > 0, k > 0 and lambda_d >= 0 are required"
+            )
+        if self.transform_strength < 0:
+            raise ConfigError("fingerprint.transform_strength must be >= 0 (1 is the paper's)")
+        if self.discriminator_loss not in DISCRIMINATOR_LOSSES:
+            raise ConfigError(
+                f"fingerprint.discriminator_loss must be one of {DISCRIMINATOR_LOSSES}"
+            )
+        if self.num_optimised > self.num_candidates:
+            raise ConfigError("fingerprint.num_optimised cannot exceed fingerprint.num_candidates")
+        choices = {
+            "reduction": ("sum", "mean"),
+            "candidate_classes": ("balanced", "random"),
+            "negative_objective": ("adversarial", "away"),
+            "screen_negatives": ("adversarial", "not_original"),
+            "adversarial_label_models": ("negative", "positive"),
+            "discriminator_label": ("generator", "random"),
+            "precision": ("fp32", "bf16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"fingerprint.{name} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if self.latent_max_norm is not None and not self.latent_max_norm > 0:
+            raise ConfigError(
+                "fingerprint.latent_max_norm must be positive (a multiple of sqrt(z_dim)) "
+                "or null for no bound"
+            )
+        if not self.screen_transforms:
+            raise ConfigError(
+                "fingerprint.screen_transforms names no transformation; list at least one of "
+                f"{', '.join(TRANSFORM_NAMES)} (identity screens the plain image only)"
+            )
+        unknown = sorted(set(self.screen_transforms) - set(TRANSFORM_NAMES))
+        if unknown:
+            raise ConfigError(
+                f"fingerprint.screen_transforms: unknown transformation {unknown[0]!r}; "
+                f"known: {', '.join(TRANSFORM_NAMES)}"
+            )
+        if self.screen_draws < 1:
+            raise ConfigError(
+                f"fingerprint.screen_draws must be at least 1, got {self.screen_draws}"
+            )
+        if not 0 < self.screen_min_pass <= 1:
+            raise ConfigError(
+                f"fingerprint.screen_min_pass must be in (0, 1], got {self.screen_min_pass}"
+            )

@@ -1,0 +1,89 @@
+"""Stage 3 of NaturalFinger: screening (Algorithm 1, step 4).
+
+The optimised latents' images are stored as 8-bit (what a suspect will be queried with) and kept
+only if the white-box models answer as intended under the screening transformations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch import nn
+
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
+from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
+from nf_dist.fingerprint.naturalfinger.images import generate_images, predictions, quantize
+from nf_dist.fingerprint.naturalfinger.prepare import Targets
+from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
+from nf_dist.fingerprint.transforms import apply_transform, sample_params
+
+
+def screen(
+    images: torch.Tensor,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    y_orig: torch.Tensor,
+    y_adv: torch.Tensor,
+    config: NaturalFingerConfig,
+) -> torch.Tensor:
+    """Boolean mask of the images that survive screening.
+
+    A view of an image (the plain image, or one drawn transformation of it) passes when every
+    positive model answers y_orig and the negatives answer as ``screen_negatives`` asks (all
+    y_adv, or none y_orig). An image survives when its plain view passes and at least
+    ``screen_min_pass`` of its transformed views do (``screen_draws`` draws of each of
+    ``screen_transforms``). The paper's screen is one draw of each of the five, all passing.
+    """
+    rng = np.random.default_rng(config.seed + 3)
+
+    def passes(view: torch.Tensor) -> torch.Tensor:
+        ok = (predictions(positives, view, config.batch_size) == y_orig).all(dim=0)
+        answers = predictions(negatives, view, config.batch_size)
+        if config.screen_negatives == "adversarial":
+            return ok & (answers == y_adv).all(dim=0)
+        return ok & (answers != y_orig).all(dim=0)
+
+    keep = passes(images)
+    if config.screen_negatives == "adversarial":
+        keep &= y_orig != y_adv
+    passed = torch.zeros(len(images))
+    views = 0
+    for _ in range(config.screen_draws):
+        for name in config.screen_transforms:
+            passed += passes(apply_transform(images, sample_params(name, rng))).float()
+            views += 1
+    return keep & (passed >= config.screen_min_pass * views - 1e-9)
+
+
+def screened_set(
+    generator: nn.Module,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    z: torch.Tensor,
+    targets: Targets,
+    config: NaturalFingerConfig,
+    history: GenerationHistory,
+) -> FingerprintSet:
+    """The latents' images, stored as 8-bit, screened (at most ``num_fingerprints``; may be
+    empty), in the latents' order."""
+    with torch.no_grad():
+        images = quantize(generate_images(generator, z, targets.y_gen, config.batch_size))
+    keep = screen(images, positives, negatives, targets.y_orig, targets.y_adv, config)
+    kept = torch.nonzero(keep).squeeze(1)[: config.num_fingerprints]
+    return FingerprintSet(
+        images=to_uint8(images[kept]),
+        y_orig=targets.y_orig[kept].numpy(),
+        y_adv=targets.y_adv[kept].numpy(),
+        latents=z[kept].numpy(),
+        gen_labels=targets.y_gen[kept].numpy(),
+        method="naturalfinger",
+        config=asdict(config),
+        info={
+            "num_passed_screening": int(keep.sum()),
+            "final_loss": history.loss[-1] if history.loss else None,
+            "final_success": history.success[-1] if history.success else None,
+        },
+    )
