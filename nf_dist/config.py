@@ -92,8 +92,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 
 def _moved_keys(cls: type, data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
-    """Keys a config class moved (its ``MOVED_KEYS``: old key -> ``section.key``) put where they
-    now live, with a deprecation warning naming both; kept for one release."""
+    """Keys a config class moved (its ``MOVED_KEYS``: old key -> ``section.key``, or a new name)
+    put where they now live, with a deprecation warning naming both; kept for one release."""
     moved: Mapping[str, str] = getattr(cls, "MOVED_KEYS", {})
     old = [key for key in data if key in moved]
     if not old:

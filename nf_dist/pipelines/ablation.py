@@ -106,7 +106,7 @@ def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict
                 fingerprints=sets,
                 generation_models=config.models.ids,
                 output_uri=evaluation_uri,
-                engine=config.sharding.backend,
+                backend=config.sharding.backend,
                 address=config.sharding.address,
                 bootstrap=config.bootstrap,
             )

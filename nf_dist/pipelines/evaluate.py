@@ -21,7 +21,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -47,7 +47,7 @@ class EvaluateConfig:
         fingerprints: method name -> fingerprint set URI.
         generation_models: ids used to generate or screen the fingerprints (not held out).
         output_uri: where the tables and metrics go.
-        engine: ``ray`` (one task per suspect) or ``local`` (this process, the twin).
+        backend: ``ray`` (one task per suspect) or ``local`` (this process, the twin).
         address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
         metrics_port: serve ``nf_eval_suspects_queried_total`` on this port (0: any free one).
         bootstrap: resamples for the ARUC interval.
@@ -60,7 +60,9 @@ class EvaluateConfig:
     fingerprints: dict[str, str] = field(default_factory=dict)
     generation_models: tuple[str, ...] = ()
     output_uri: str = "runs/evaluate"
-    engine: Literal["local", "ray"] = "ray"
+    MOVED_KEYS: ClassVar[dict[str, str]] = {"engine": "backend"}
+
+    backend: Literal["local", "ray"] = "ray"
     address: str | None = None
     bootstrap: int = 1000
     seed: int = 0
@@ -129,7 +131,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if config.metrics_port is not None:
         serve_metrics(config.metrics_port)
     answers: dict[str, dict[str, np.ndarray]] = {}
-    if config.engine == "ray":
+    if config.backend == "ray":
         from nf_dist.distributed.cluster import init_ray
 
         init_ray(config.address)

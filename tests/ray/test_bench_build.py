@@ -265,7 +265,7 @@ def test_evaluate_queries_every_suspect_on_both_engines(
             fingerprints={"clean": str(tmp_path / "clean.parquet")},
             generation_models=tuple(generation),
             output_uri=str(tmp_path / engine),
-            engine=engine,
+            backend=engine,
             bootstrap=50,
             budgets=(4, 8, 16),
         )
@@ -289,7 +289,7 @@ def test_evaluate_queries_every_suspect_on_both_engines(
         bench_uri=uri,
         fingerprints={"clean": str(tmp_path / "clean.parquet")},
         output_uri=str(tmp_path / "too-large"),
-        engine="local",
+        backend="local",
         budgets=(10, 50),
     )
     with pytest.raises(ConfigError, match=r"evaluate.budgets: budget 50 .* set 'clean' \(32"):

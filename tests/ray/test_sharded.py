@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,14 +15,19 @@ import ray
 import torch
 
 from nf_dist.cli import main
-from nf_dist.distributed.sharded import RayModelGradients, place_models
+from nf_dist.distributed.sharded import RayModelGradients, ShardAsks, place_models
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import (
+    Gan,
+    LocalModelGradients,
     NaturalFingerConfig,
     Objective,
+    Prepared,
+    Targets,
     draw_candidates,
-    optimise_latents,
+    optimise,
+    plan_steps,
     random_labels,
     select_initial,
 )
@@ -57,49 +64,52 @@ def world(tiny_zoo: dict) -> dict:
     )
 
 
-def _run(world: dict, engine: RayModelGradients | None) -> tuple[torch.Tensor, list[float]]:
+def _targets(world: dict) -> Targets:
+    _, y_gen, y_orig, y_adv = world["labels"]
+    return Targets(y_gen, y_orig, y_adv)
+
+
+def _run(world: dict, engine: Any | None) -> tuple[torch.Tensor, list[float]]:
     generator, discriminator, positives, negatives = world["models"]
-    z, y_gen, y_orig, y_adv = world["labels"]
-    final, history = optimise_latents(
-        generator,
-        discriminator,
-        positives,
-        negatives,
-        z,
-        y_gen,
-        y_orig,
-        y_adv,
-        CONFIG,
-        num_classes=10,
-        progress=False,
-        engine=engine,
+    engine = engine or LocalModelGradients(generator, positives, negatives)
+    prepared = Prepared(world["labels"][0], _targets(world))
+    final, history = optimise(
+        Gan(generator, discriminator), engine, prepared, CONFIG, 10, progress=False
     )
     return final, history.loss
 
 
-def _engine(world: dict, num_shards: int, k: float = CONFIG.k) -> RayModelGradients:
+def _engine(world: dict, num_shards: int) -> RayModelGradients:
     zoo = world["zoo"]
     engine = RayModelGradients(
         zoo["gan"],
         zoo["positive_uris"],
         zoo["negative_uris"],
         num_shards,
-        world["labels"][1:],
-        Objective(k),
-        num_cpus_per_shard=0.5,  # three shards fit the 2-CPU test cluster
+        ShardAsks(num_cpus=0.5),  # three shards fit the 2-CPU test cluster
     )
     engine.wait_ready()
     return engine
 
 
+def _held_cpus(expected: float, timeout_s: float = 20.0) -> float:
+    """CPUs of this test's own Ray cluster held by actors and tasks, waiting up to
+    ``timeout_s`` for it to reach ``expected`` (a killed actor frees its CPUs asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0.0)
+        if abs(held - expected) < 1e-6 or time.monotonic() > deadline:
+            return held
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("num_shards", [1, 2, 3])
 def test_sharded_latents_match_the_reference(world: dict, num_shards: int) -> None:
     reference, reference_loss = _run(world, None)
-    engine = _engine(world, num_shards)
-    try:
+    with _engine(world, num_shards) as engine:
         sharded, sharded_loss = _run(world, engine)
-    finally:
-        engine.shutdown()
+        assert _held_cpus(0.5 * num_shards) == pytest.approx(0.5 * num_shards)
+    assert _held_cpus(0.0) == 0.0, "leaving the engine's block releases its actors' CPUs"
     assert len(engine.shards) == num_shards
     relative = (sharded - reference).norm() / reference.norm()
     assert relative.item() < 1e-4
@@ -109,20 +119,15 @@ def test_sharded_latents_match_the_reference(world: dict, num_shards: int) -> No
 
 
 def test_one_step_matches_the_reference_model_by_model(world: dict) -> None:
-    from nf_dist.fingerprint.naturalfinger import LocalModelGradients, plan_steps
-
     generator, _, positives, negatives = world["models"]
-    z, y_gen, y_orig, y_adv = world["labels"]
+    z = world["labels"][0]
     plan = plan_steps(2, 2, CONFIG)[0]
-    local = LocalModelGradients(
-        generator, positives, negatives, y_gen, y_orig, y_adv, Objective.of(CONFIG)
+    objective = Objective.of(CONFIG)
+    expected = LocalModelGradients(generator, positives, negatives)(
+        z, _targets(world), plan, objective
     )
-    expected = local(z, plan)
-    engine = _engine(world, 2)
-    try:
-        got = engine(z, plan)
-    finally:
-        engine.shutdown()
+    with _engine(world, 2) as engine:
+        got = engine(z, _targets(world), plan, objective)
     assert torch.allclose(got.grad, expected.grad, rtol=1e-4, atol=1e-7)
     assert torch.allclose(got.losses, expected.losses, rtol=1e-5)
     assert torch.equal(got.hits, expected.hits)
@@ -144,23 +149,25 @@ def test_placement_balances_and_covers_every_model() -> None:
 def test_asking_for_more_cpus_than_the_cluster_has_is_an_error(world: dict) -> None:
     zoo = world["zoo"]
     with pytest.raises(ConfigError, match="exceed the cluster"):
-        RayModelGradients(
-            zoo["gan"],
-            zoo["positive_uris"],
-            zoo["negative_uris"],
-            3,
-            world["labels"][1:],
-            Objective(),
-        )
+        RayModelGradients(zoo["gan"], zoo["positive_uris"], zoo["negative_uris"], 3)
 
 
 def test_a_nan_gradient_names_the_shard_and_models(world: dict) -> None:
-    engine = _engine(world, 2, k=float("nan"))  # k = NaN poisons every CW loss
-    try:
-        with pytest.raises(FingerprintError, match=r"shard \d returned a non-finite"):
-            _run(world, engine)
-    finally:
-        engine.shutdown()
+    generator, _, _, _ = world["models"]
+    plan = plan_steps(2, 2, CONFIG)[0]
+    poisoned = Objective(k=float("nan"))  # k = NaN poisons every CW loss
+    with (
+        _engine(world, 2) as engine,
+        pytest.raises(FingerprintError, match=r"shard \d returned a non-finite"),
+    ):
+        engine(world["labels"][0], _targets(world), plan, poisoned)
+
+
+def test_an_error_inside_the_block_still_releases_the_actors(world: dict) -> None:
+    with pytest.raises(RuntimeError, match="mid-run"), _engine(world, 2):
+        assert _held_cpus(1.0) == pytest.approx(1.0)
+        raise RuntimeError("mid-run")
+    assert _held_cpus(0.0) == 0.0
 
 
 def test_fingerprint_command_gives_the_same_set_on_both_engines(
@@ -171,9 +178,9 @@ def test_fingerprint_command_gives_the_same_set_on_both_engines(
         "--set",
         f"gan_uri={zoo['gan']}",
         "--set",
-        f"positives=[{', '.join(zoo['positive_uris'])}]",
+        f"models.positives=[{', '.join(zoo['positive_uris'])}]",
         "--set",
-        f"negatives=[{', '.join(zoo['negative_uris'])}]",
+        f"models.negatives=[{', '.join(zoo['negative_uris'])}]",
         "--set",
         "fingerprint.num_candidates=128",
         "--set",
@@ -198,7 +205,7 @@ def test_fingerprint_command_gives_the_same_set_on_both_engines(
                 "--num-shards",
                 "2",
                 "--set",
-                "cpus_per_shard=0.5",
+                "sharding.cpus_per_shard=0.5",
             ]
         )
         == 0
@@ -207,6 +214,7 @@ def test_fingerprint_command_gives_the_same_set_on_both_engines(
     assert len(a) == len(b) > 0
     assert np.array_equal(a.y_orig, b.y_orig) and np.array_equal(a.y_adv, b.y_adv)
     assert np.abs(a.latents - b.latents).max() < 1e-3
+    assert _held_cpus(0.0) == 0.0, "the fingerprint job closes its engine"
 
 
 class _KillAfter:
@@ -215,24 +223,29 @@ class _KillAfter:
     def __init__(self, engine: RayModelGradients, step: int) -> None:
         self.engine, self.step, self.calls, self.killed = engine, step, 0, 0
 
-    def __call__(self, z, plan):
+    @property
+    def num_positive(self) -> int:
+        return self.engine.num_positive
+
+    @property
+    def num_negative(self) -> int:
+        return self.engine.num_negative
+
+    def __call__(self, *args):  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.calls == self.step:
             (_, pid) = ray.get(self.engine.actors[0].ready.remote())
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # this test's own actor, found through its own handle
             self.killed = pid
-        return self.engine(z, plan)
+        return self.engine(*args)
 
 
 def test_a_killed_actor_restarts_and_the_run_matches(world: dict) -> None:
     reference, _ = _run(world, None)
-    engine = _engine(world, 2)
-    killer = _KillAfter(engine, 3)
-    try:
-        sharded, _ = _run(world, killer)  # type: ignore[arg-type]
+    with _engine(world, 2) as engine:
+        killer = _KillAfter(engine, 3)
+        sharded, _ = _run(world, killer)
         (_, new_pid) = ray.get(engine.actors[0].ready.remote())
-    finally:
-        engine.shutdown()
     assert killer.killed and new_pid != killer.killed
     assert ((sharded - reference).norm() / reference.norm()).item() < 1e-4
 
@@ -241,11 +254,8 @@ def test_the_engine_reports_prometheus_metrics(world: dict) -> None:
     from prometheus_client import REGISTRY
 
     before = REGISTRY.get_sample_value("nf_latent_steps_total") or 0.0
-    engine = _engine(world, 2)
-    try:
+    with _engine(world, 2) as engine:
         _run(world, engine)
-    finally:
-        engine.shutdown()
     assert REGISTRY.get_sample_value("nf_latent_steps_total") == before + CONFIG.steps
     latency = REGISTRY.get_sample_value("nf_latent_shard_gradient_seconds_count", {"shard": "0"})
     assert latency is not None and latency > 0

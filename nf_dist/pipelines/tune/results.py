@@ -67,7 +67,7 @@ def score_on_test(
             fingerprints=sets,
             generation_models=(*split.generation, *split.validation),
             output_uri=join(config.output_uri, "test", "evaluation"),
-            engine="ray",
+            backend="ray",
             address=config.sharding.address,
         )
     )
