@@ -100,17 +100,29 @@ def _moved_keys(cls: type, data: Mapping[str, Any], where: str) -> Mapping[str, 
         return data
     result = {k: v for k, v in data.items() if k not in moved}
     for key in old:
-        section, name = moved[key].split(".", 1)
         place = f"{where}.{key}" if where else key
         logger.warning(
             "config key %r is deprecated and will be removed in the next release; write it as %r",
             place,
             f"{where}.{moved[key]}" if where else moved[key],
         )
-        nested = dict(result.get(section) or {})
-        nested.setdefault(name, data[key])
-        result[section] = nested
+        section, _, name = moved[key].rpartition(".")
+        target = result if not section else dict(_section(result.get(section)))
+        if name in target:
+            raise ConfigError(f"{place} and {moved[key]} are both set; keep only {moved[key]}")
+        target[name] = data[key]
+        if section:
+            result[section] = target
     return result
+
+
+def _section(value: Any) -> Mapping[str, Any]:
+    """A nested section as a mapping: a dataclass instance as its fields, None as empty."""
+    if value is None:
+        return {}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return value  # type: ignore[no-any-return]
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
@@ -213,11 +225,12 @@ def load_config(
     overrides: Sequence[str] = (),
     base: Mapping[str, Any] | None = None,
 ) -> T:
-    """Defaults of ``cls``, then ``base``, then the YAML file, then ``--set`` overrides."""
-    data: dict[str, Any] = dict(base or {})
+    """Defaults of ``cls``, then ``base``, then the YAML file, then ``--set`` overrides (moved
+    keys are put in place within each layer, so a later layer wins as usual)."""
+    data: dict[str, Any] = dict(_moved_keys(cls, base or {}, ""))
     if path is not None:
-        data = merge(data, read_yaml(path))
-    data = merge(data, parse_overrides(overrides))
+        data = merge(data, _moved_keys(cls, read_yaml(path), ""))
+    data = merge(data, _moved_keys(cls, parse_overrides(overrides), ""))
     where = str(path) if path is not None else ""
     try:
         return from_dict(cls, data)

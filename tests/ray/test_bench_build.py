@@ -201,7 +201,10 @@ def _settled_count(uri: Path, quiet_s: float, limit_s: float) -> int:
 def test_fingerprint_from_benchmark_ids_on_the_ray_engine(
     built_local, tmp_path: Path, tiny_gan_uri: str
 ) -> None:
-    """The sharded engine loads its models from a built benchmark by id."""
+    """The sharded engine loads its models from a built benchmark by id (the config written
+    with the first release's flat keys, which still load)."""
+    from dataclasses import replace
+
     from nf_dist.config import from_dict
     from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
 
@@ -226,7 +229,7 @@ def test_fingerprint_from_benchmark_ids_on_the_ray_engine(
     except NfDistError as exc:  # untrained tiny models: screening may keep nothing
         assert "screening" in str(exc)
     assert Path(str(tmp_path / "fp.progress.json")).exists()  # the run was checkpointed
-    bad = from_dict(FingerprintJobConfig, {**config.__dict__, "positives": ["nope"]})
+    bad = replace(config, models=replace(config.models, positives=("nope",)))
     with pytest.raises(NfDistError, match="no model 'nope'"):
         run_fingerprint(bad, progress=False)
 
@@ -337,10 +340,12 @@ def test_ablation_runs_every_variant_and_reports_it(
     config = from_dict(
         AblationConfig,
         {
-            "bench_uri": uri,
             "gan_uri": tiny_gan_uri,
-            "positives": ["source", "ftll"],
-            "negatives": ["mirror-source", "indep-vgg13_bn"],
+            "models": {
+                "bench_uri": uri,
+                "positives": ["source", "ftll"],
+                "negatives": ["mirror-source", "indep-vgg13_bn"],
+            },
             "output_uri": str(tmp_path / "ablation"),
             "bootstrap": 20,
             "fingerprint": {"num_candidates": 64, "num_optimised": 32, "steps": 4},
@@ -377,7 +382,6 @@ def test_experiment_runs_every_method_evaluates_and_reports(
     uri, _ = built_local
     train_uri = str(Path(cifar_test_uri).with_name("train.parquet"))
     raw = {
-        "bench_uri": uri,
         "output_uri": str(tmp_path / "exp"),
         "report_dir": str(tmp_path / "exp" / "report"),
         "data": {
@@ -388,8 +392,11 @@ def test_experiment_runs_every_method_evaluates_and_reports(
             "test_size": 200,
         },
         "gans": {"tiny": tiny_gan_uri},
-        "positives": ["source", "ftll"],
-        "negatives": ["mirror-source", "indep-vgg13_bn"],
+        "models": {
+            "bench_uri": uri,
+            "positives": ["source", "ftll"],
+            "negatives": ["mirror-source", "indep-vgg13_bn"],
+        },
         "bootstrap": 20,
         "sets": {
             "naturalfinger": {

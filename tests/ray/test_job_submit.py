@@ -203,7 +203,7 @@ def test_the_smoke_pipeline_runs_through_ray_job_submit(
             "jobs/fingerprint.py",
             "--smoke",
             "--no-progress",
-            f"--set=bench_uri={bench}",
+            f"--set=models.bench_uri={bench}",
             f"--set=gan_uri={gan}",
             f"--set=output_uri={fingerprint}",
         ],

@@ -23,10 +23,12 @@ VALIDATION = ["ftll", "rtal", "prune-0.5", "mirror-ftll", "indep-vgg13_bn"]
 
 def _job(bench: str, gan: str, out: Path, **extra: object) -> TuneJobConfig:
     raw = {  # relative local paths: trials run in their own working directories
-        "bench_uri": os.path.relpath(bench),
         "gan_uri": os.path.relpath(gan) if gan else "",
-        "positives": ["source"],
-        "negatives": ["mirror-source"],
+        "models": {
+            "bench_uri": os.path.relpath(bench),
+            "positives": ["source"],
+            "negatives": ["mirror-source"],
+        },
         "validation_models": VALIDATION,
         "base": {"num_candidates": 48, "num_optimised": 24, "steps": 6, "batch_size": 64},
         "search_space": {
@@ -36,10 +38,8 @@ def _job(bench: str, gan: str, out: Path, **extra: object) -> TuneJobConfig:
         "num_samples": 3,
         "report_every": 2,
         "grace_reports": 1,
-        "engine": "ray",
-        "num_shards": 1,
+        "sharding": {"backend": "ray", "num_shards": 1, "cpus_per_shard": 0.5},
         "cpus_per_trial": 0.5,
-        "cpus_per_shard": 0.5,
         "storage_uri": str(out / "tune"),
         "name": "smoke-sweep",
         "output_uri": str(out / "results"),
@@ -85,7 +85,7 @@ def test_a_three_trial_sweep_exports_a_config_that_fingerprint_accepts(
     config = load_config(FingerprintJobConfig, str(exported), [])
     assert config.fingerprint.lr == best["param_lr"]
     assert config.fingerprint.k == pytest.approx(best["param_k"])
-    assert config.fingerprint.steps == 6 and config.positives == ("source",)
+    assert config.fingerprint.steps == 6 and config.models.positives == ("source",)
     out = tmp_path / "again.parquet"
     code = main(["fingerprint", "--config", str(exported), "--set", f"output_uri={out}"])
     assert code == 0 and out.exists()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from nf_dist.config import dump_yaml, load_config, parse_overrides
+from nf_dist.config import dump_yaml, from_dict, load_config, parse_overrides
 from nf_dist.errors import ConfigError
 from nf_dist.pipelines.fingerprint import FingerprintJobConfig
 from nf_dist.pipelines.quickstart import DEFAULT_CONFIG, QuickstartConfig
@@ -48,3 +48,32 @@ def test_shipped_quickstart_yaml_loads() -> None:
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(TrainJobConfig, "no/such.yaml")
+
+
+def test_moved_keys_still_load_for_one_release_with_a_warning(
+    caplog: pytest.LogCaptureFixture, tmp_path
+) -> None:
+    legacy = tmp_path / "old.yaml"
+    legacy.write_text(
+        "gan_uri: g\nbench_uri: b\npositives: [p]\nnegatives: [n]\nengine: ray\nnum_shards: 3\n"
+    )
+    with caplog.at_level("WARNING"):
+        config = load_config(FingerprintJobConfig, legacy)
+    assert config.models.bench_uri == "b" and config.models.positives == ("p",)
+    assert config.sharding.backend == "ray" and config.sharding.num_shards == 3
+    assert "'engine' is deprecated" in caplog.text and "'sharding.backend'" in caplog.text
+    # An override of the old key wins over a recipe written with the new one.
+    base = {"models": {"bench_uri": "recipe"}}
+    overridden = load_config(FingerprintJobConfig, overrides=["bench_uri=mine"], base=base)
+    assert overridden.models.bench_uri == "mine"
+    with pytest.raises(ConfigError, match="keep only models.bench_uri"):
+        from_dict(FingerprintJobConfig, {"bench_uri": "a", "models": {"bench_uri": "b"}})
+
+
+def test_nested_sections_validate_where_declared() -> None:
+    with pytest.raises(ConfigError, match="sharding.num_shards must be at least 1"):
+        from_dict(FingerprintJobConfig, {"sharding": {"num_shards": 0}})
+    with pytest.raises(ConfigError, match="'x' is both a positive and a negative"):
+        from_dict(FingerprintJobConfig, {"models": {"positives": ["x"], "negatives": ["x"]}})
+    with pytest.raises(ConfigError, match="checkpoint_every must be at least 1"):
+        from_dict(FingerprintJobConfig, {"checkpoint_every": 0})
