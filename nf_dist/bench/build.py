@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
+import torch
 from tqdm.auto import tqdm
 
 from nf_dist import __version__
@@ -128,8 +129,6 @@ def build_one(
     row: ZooModel, splits: Splits, output_uri: str, attempt: int, progress: bool = False
 ) -> dict[str, Any]:
     """Build, save and commit one model; returns its manifest row. Runs inside a Ray task."""
-    import torch
-
     store = BenchStore(output_uri)
     threads = max(1, int(row.num_cpus))
     torch.set_num_threads(threads)

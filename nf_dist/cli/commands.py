@@ -36,7 +36,7 @@ def load(cls: type[T], args: argparse.Namespace, recipe: str, overrides: Sequenc
 
 def record(config: Any, *, folder: bool) -> None:
     """Write the run record beside (or, for a folder, inside) ``config.output_uri``."""
-    from nf_dist.storage.artifacts import record_uri, write_record  # start-up cost: storage I/O
+    from nf_dist.storage.artifacts import record_uri, write_record  # start-up: torch
 
     write_record(config, record_uri(config.output_uri, folder=folder))
 

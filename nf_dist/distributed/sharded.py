@@ -29,6 +29,7 @@ import fsspec
 import numpy as np
 import ray
 import torch
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.naturalfinger import (
@@ -226,8 +227,6 @@ class RayModelGradients:
                 "max_task_retries": asks.max_restarts,
             }
             if asks.placement_group is not None:
-                from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
                 options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     asks.placement_group,
                     placement_group_bundle_index=asks.first_bundle + shard_id,

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow.fs
+import ray.train
+import ray.train.torch
 import torch
+import torch.distributed as dist
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
 from safetensors.torch import load_file, save_file
 
 from nf_dist.config import from_dict, to_dict
@@ -28,8 +34,9 @@ from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier, create_classifier
 from nf_dist.models.checkpoint import save_classifier
 from nf_dist.models.gan import GanTrainConfig, train_gan
+from nf_dist.models.gan.train import DataParallel
 from nf_dist.models.inference import accuracy
-from nf_dist.models.training import TrainConfig, TrainProgress, train_classifier
+from nf_dist.models.training import LoopControl, TrainConfig, TrainProgress, train_classifier
 from nf_dist.storage.uri import absolute_uri, is_remote
 
 logger = logging.getLogger(__name__)
@@ -101,8 +108,6 @@ def ray_train_storage(output_uri: str) -> tuple[str, Any, str]:
         return str(Path(output_uri).resolve().parent), None, name
     if not output_uri.startswith("s3://"):
         raise ConfigError(f"{output_uri}: Ray Train checkpoints support local paths and s3:// only")
-    import pyarrow.fs
-
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     filesystem = pyarrow.fs.S3FileSystem(
         endpoint_override=endpoint,
@@ -141,9 +146,6 @@ def _load_checkpoint_dir(folder: str) -> tuple[dict[str, torch.Tensor], TrainPro
 def _trainer(worker: Any, config: ClassifierRun | GanRun) -> tuple[Any, str]:
     """A ``TorchTrainer`` for a job config with a ``workers`` section; returns it and its run name
     (the folder under the storage path that holds its checkpoints)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     workers = config.workers
     # Workers run in their own working directory: hand them absolute local paths.
     config = replace(
@@ -175,10 +177,6 @@ def _trainer(worker: Any, config: ClassifierRun | GanRun) -> tuple[Any, str]:
 
 
 def _classifier_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover - in workers
-    import ray.train
-    import ray.train.torch
-    from ray.train import Checkpoint
-
     config = from_dict(ClassifierRun, loop_config["config"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -211,9 +209,7 @@ def _classifier_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover
         wrapped,
         half,
         config.train,
-        shard=(rank, world_size),
-        resume=resume,
-        on_epoch_end=report,
+        control=LoopControl(shard=(rank, world_size), resume=resume, on_epoch_end=report),
         device=str(device),
         progress=False,
         description=f"{config.arch}[rank {rank}]",
@@ -251,8 +247,6 @@ def train_classifier_on_ray(config: ClassifierRun) -> tuple[Classifier, float]:
 
 def average_gradients(module: torch.nn.Module) -> None:
     """All-reduce and average the gradients of ``module`` across the process group."""
-    import torch.distributed as dist
-
     world_size = dist.get_world_size()
     for param in module.parameters():
         if param.grad is not None:
@@ -261,9 +255,6 @@ def average_gradients(module: torch.nn.Module) -> None:
 
 
 def _gan_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover - in workers
-    import ray.train
-    import ray.train.torch
-
     config = from_dict(GanRun, loop_config["config"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -276,9 +267,11 @@ def _gan_worker(loop_config: dict[str, Any]) -> None:  # pragma: no cover - in w
         config.output_uri,
         device=str(ray.train.torch.get_device()),
         progress=False,
-        shard=(rank, world_size),
-        grad_sync=average_gradients if world_size > 1 else None,
-        on_checkpoint=lambda step, losses: ray.train.report({"step": step, **losses}),
+        parallel=DataParallel(
+            shard=(rank, world_size),
+            grad_sync=average_gradients if world_size > 1 else None,
+            on_checkpoint=lambda step, losses: ray.train.report({"step": step, **losses}),
+        ),
     )
 
 

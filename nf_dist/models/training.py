@@ -112,18 +112,49 @@ def _lr_factor(step: int, total: int, config: TrainConfig) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+@dataclass(frozen=True)
+class Supervision:
+    """What the model learns from, beyond its data's labels, and which of its parameters move.
+
+    Attributes:
+        teacher: distil from its soft outputs (softmax at T = 1) on the same augmented view.
+        parameters: the parameters to train (default: all); the rest stay frozen.
+        after_step: called after every optimiser step (e.g. to re-apply a pruning mask).
+        perturb: ``perturb(model, inputs, targets) -> inputs`` replaces a hard-label batch before
+            the forward pass (adversarial training); called with the model in train mode.
+    """
+
+    teacher: nn.Module | None = None
+    parameters: Iterable[nn.Parameter] | None = None
+    after_step: Callable[[], None] | None = None
+    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class LoopControl:
+    """Data-parallel slicing and resumption of the loop.
+
+    Attributes:
+        shard: ``(rank, world_size)`` for data-parallel training: every worker draws the same
+            global batch (same generator, same augmentation) and trains on its ``rank::world``
+            slice; with gradient averaging (DDP) this is the single-process run at the same
+            global batch, up to BatchNorm statistics.
+        resume: continue from a :class:`TrainProgress` (an epoch boundary).
+        on_epoch_end: called with the progress after every full epoch (checkpointing).
+    """
+
+    shard: tuple[int, int] = (0, 1)
+    resume: TrainProgress | None = None
+    on_epoch_end: Callable[[TrainProgress], None] | None = None
+
+
 def train_classifier(
     model: nn.Module,
     data: ImageDataset,
     config: TrainConfig,
+    supervision: Supervision | None = None,
+    control: LoopControl | None = None,
     *,
-    teacher: nn.Module | None = None,
-    parameters: Iterable[nn.Parameter] | None = None,
-    after_step: Callable[[], None] | None = None,
-    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    shard: tuple[int, int] = (0, 1),
-    resume: TrainProgress | None = None,
-    on_epoch_end: Callable[[TrainProgress], None] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     description: str = "train",
@@ -132,23 +163,20 @@ def train_classifier(
 
     Args:
         model: a classifier, ``(N,3,32,32)`` in [0,1] -> logits.
-        data: training images and labels (labels unused when ``teacher`` is given).
+        data: training images and labels (labels unused when a teacher is given).
         config: the recipe.
-        teacher: distil from its soft outputs (softmax at T = 1) on the same augmented view.
-        parameters: the parameters to train (default: all); the rest stay frozen.
-        after_step: called after every optimiser step (e.g. to re-apply a pruning mask).
-        perturb: ``perturb(model, inputs, targets) -> inputs`` replaces a hard-label batch before
-            the forward pass (adversarial training); called with the model in train mode.
-        shard: ``(rank, world_size)`` for data-parallel training: every worker draws the same
-            global batch (same generator, same augmentation) and trains on its ``rank::world``
-            slice; with gradient averaging (DDP) this is the single-process run at the same
-            global batch, up to BatchNorm statistics.
-        resume: continue from a :class:`TrainProgress` (an epoch boundary).
-        on_epoch_end: called with the progress after every full epoch (checkpointing).
+        supervision: a teacher, the trainable parameters, step hooks (default: hard labels, all
+            parameters).
+        control: data-parallel slice and resumption (default: the whole batch, from scratch).
         device: where to train.
         progress: show a progress bar.
         description: label of the progress bar and log lines.
     """
+    supervision = supervision or Supervision()
+    control = control or LoopControl()
+    teacher, parameters = supervision.teacher, supervision.parameters
+    after_step, perturb = supervision.after_step, supervision.perturb
+    shard, resume, on_epoch_end = control.shard, control.resume, control.on_epoch_end
     rng = np.random.default_rng(config.seed)
     rank, world_size = shard
     params = [p for p in (parameters if parameters is not None else model.parameters())]

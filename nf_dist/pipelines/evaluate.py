@@ -27,13 +27,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+import torch
 
 from nf_dist.bench import Benchmark, load
 from nf_dist.bench.store import BenchStore
+from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, load_fingerprint_set
+from nf_dist.models.checkpoint import load_classifier
+from nf_dist.models.inference import predict
 from nf_dist.scoring import bootstrap_ci, matching_rate, summarize
 from nf_dist.storage.uri import join, write_bytes_atomic
+from nf_dist.telemetry.metrics import EVAL_SUSPECTS_QUERIED, serve_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +81,6 @@ class EvaluateConfig:
 
 def suspect_answers(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[str, np.ndarray]:
     """One suspect's top-1 label for every fingerprint of each set; it is only asked for labels."""
-    from nf_dist.models.checkpoint import load_classifier
-    from nf_dist.models.inference import predict
-
     model, _ = load_classifier(model_stem)
     return {name: predict(model, fingerprints.inputs()) for name, fingerprints in sets.items()}
 
@@ -87,8 +89,6 @@ def suspect_answers(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[st
 def _suspect_task(
     model_stem: str, sets: dict[str, FingerprintSet]
 ) -> dict[str, np.ndarray]:  # pragma: no cover - runs in a Ray worker
-    import torch
-
     torch.set_num_threads(1)
     return suspect_answers(model_stem, sets)
 
@@ -126,14 +126,10 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     check_budgets(config.budgets, sets)
     store = BenchStore(config.bench_uri)
     stems = {i: store.model_stem(i) for i in ids}
-    from nf_dist.telemetry.metrics import EVAL_SUSPECTS_QUERIED, serve_metrics
-
     if config.metrics_port is not None:
         serve_metrics(config.metrics_port)
     answers: dict[str, dict[str, np.ndarray]] = {}
     if config.backend == "ray":
-        from nf_dist.distributed.cluster import init_ray
-
         init_ray(config.address)
         shared = ray.put(sets)
         owners = {_suspect_task.remote(stems[i], shared): i for i in ids}

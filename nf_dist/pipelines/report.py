@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
+
+from nf_dist.config import to_dict
+from nf_dist.errors import ConfigError
+from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_grid
+from nf_dist.storage.uri import is_remote, write_bytes_atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -208,8 +215,6 @@ def write_report(
     if stealth:
         lines += _stealth_section(stealth)
     if fingerprints:
-        from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_grid
-
         lines += ["", "## Fingerprints", ""]
         for method, uri in sorted(fingerprints.items()):
             save_grid(load_fingerprint_set(uri).images[:64], str(out / f"grid_{method}.png"))
@@ -232,14 +237,6 @@ class ReportConfig:
 def publish_report(config: ReportConfig) -> str:
     """Write the report (drawn in a local folder, then uploaded if the output is remote) with
     the resolved config beside it; returns the report's URI."""
-    import tempfile
-
-    import yaml
-
-    from nf_dist.config import to_dict
-    from nf_dist.errors import ConfigError
-    from nf_dist.storage.uri import is_remote, write_bytes_atomic
-
     if not config.evaluation_uri:
         raise ConfigError("report needs an evaluation: nf-dist report EVALUATION_URI")
     output = config.output_uri or config.evaluation_uri

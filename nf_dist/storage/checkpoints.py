@@ -15,7 +15,10 @@ rebuilds tensors and containers and refuses anything else, and it still needs it
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
+import pickle
 import struct
 import subprocess
 from pathlib import Path
@@ -86,10 +89,6 @@ def save_checkpoint(uri: str, tensors: dict[str, torch.Tensor], meta: dict[str, 
 
 def _load_trusted_pickle(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A pickle the user vouched for, through torch's restricted unpickler; sidecar required."""
-    import io
-    import logging
-    import pickle
-
     logging.getLogger(__name__).warning("loading %s as a pickle, as the user allowed", uri)
     stem = uri.rsplit(".", 1)[0] if uri.endswith(_PICKLE_SUFFIXES) else uri
     sidecar_uri = stem + SIDECAR_SUFFIX

@@ -19,7 +19,7 @@ from torch import nn
 from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier, create_classifier
-from nf_dist.models.training import TrainConfig, train_classifier
+from nf_dist.models.training import Supervision, TrainConfig, train_classifier
 from nf_dist.registry import Registry
 
 
@@ -44,9 +44,13 @@ class ModelRecipe:
 
 
 class Trainer(Protocol):
-    """``train(model, dataset, **options)``: the recipe's training loop on the attack's device."""
+    """``train(model, dataset, description=..., **supervision)``: the recipe's training loop on
+    the attack's device; ``supervision`` holds the fields of
+    :class:`~nf_dist.models.training.Supervision` (teacher, parameters, after_step, perturb)."""
 
-    def __call__(self, model: nn.Module, dataset: ImageDataset, **options: Any) -> None: ...
+    def __call__(
+        self, model: nn.Module, dataset: ImageDataset, *, description: str, **supervision: Any
+    ) -> None: ...
 
 
 class Attack(ABC):
@@ -74,9 +78,17 @@ class Attack(ABC):
                 f"attack {type(self).__name__} needs a parent model; set `parent` in the row"
             )
 
-        def train(model: nn.Module, dataset: ImageDataset, **options: Any) -> None:
+        def train(
+            model: nn.Module, dataset: ImageDataset, *, description: str, **supervision: Any
+        ) -> None:
             train_classifier(
-                model, dataset, recipe.train, device=device, progress=progress, **options
+                model,
+                dataset,
+                recipe.train,
+                Supervision(**supervision),
+                device=device,
+                progress=progress,
+                description=description,
             )
 
         return self.run(parent, data, recipe, seed, train)

@@ -408,6 +408,23 @@ def _update_ema(ema: Generator, generator: Generator, decay: float) -> None:
         ema_buffer.copy_(buffer)
 
 
+@dataclass(frozen=True)
+class DataParallel:
+    """How one data-parallel worker takes part in GAN training.
+
+    Attributes:
+        shard: ``(rank, world_size)`` (see :func:`_train_step`); only rank 0 writes checkpoints,
+            every rank resumes from them.
+        grad_sync: averages gradients across workers before each optimiser step.
+        on_checkpoint: called as ``on_checkpoint(steps_done, losses)`` on every rank after each
+            checkpoint step (Ray Train reports progress through it).
+    """
+
+    shard: tuple[int, int] = (0, 1)
+    grad_sync: Callable[[nn.Module], None] | None = None
+    on_checkpoint: Callable[[int, dict[str, float]], None] | None = None
+
+
 def train_gan(
     images: np.ndarray,
     labels: np.ndarray,
@@ -416,9 +433,7 @@ def train_gan(
     *,
     device: str = "cpu",
     progress: bool = True,
-    shard: tuple[int, int] = (0, 1),
-    grad_sync: Callable[[nn.Module], None] | None = None,
-    on_checkpoint: Callable[[int, dict[str, float]], None] | None = None,
+    parallel: DataParallel | None = None,
 ) -> GanTrainResult:
     """Train (or resume training) a class-conditional GAN and checkpoint it at ``out_uri``.
 
@@ -431,11 +446,7 @@ def train_gan(
             ``config.steps`` the call returns at once.
         device: torch device to train on.
         progress: show a tqdm bar with the losses.
-        shard: ``(rank, world_size)`` of a data-parallel worker (see :func:`_train_step`); only
-            rank 0 writes checkpoints, every rank resumes from them.
-        grad_sync: averages gradients across workers (data-parallel training).
-        on_checkpoint: called as ``on_checkpoint(steps_done, losses)`` on every rank after each
-            checkpoint step (Ray Train reports progress through it).
+        parallel: this worker's part in data-parallel training (None: a single process).
 
     Returns:
         A :class:`GanTrainResult` with eval-mode networks.
@@ -445,6 +456,8 @@ def train_gan(
         ConfigError: the checkpoint at ``out_uri`` holds a different architecture.
         NfDistError: a loss became NaN or infinite.
     """
+    parallel = parallel or DataParallel()
+    shard, grad_sync, on_checkpoint = parallel.shard, parallel.grad_sync, parallel.on_checkpoint
     data, label_tensor = _to_tensors(images, labels, config.num_classes)
     stem = checkpoint_stem(out_uri)
     torch_device = torch.device(device)

@@ -31,6 +31,8 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
+import fsspec
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -62,9 +64,6 @@ def _storage(job: TuneJobConfig) -> tuple[str, Any]:
     the rest of nf-dist uses."""
     if not is_remote(job.storage_uri):
         return absolute_uri(job.storage_uri), None
-    import fsspec
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-
     fs, path = fsspec.core.url_to_fs(job.storage_uri)
     return path, PyFileSystem(FSSpecHandler(fs))
 

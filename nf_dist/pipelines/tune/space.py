@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
 from nf_dist.errors import ConfigError
 
 
@@ -35,8 +38,6 @@ class ParamSpec:
 
     def domain(self, searcher: str) -> Any:
         """The Tune search-space object (grid search turns every choice into a grid)."""
-        from ray import tune
-
         if self.kind == "grid" or (self.kind == "choice" and searcher == "grid"):
             return tune.grid_search(list(self.values))
         if searcher == "grid":
@@ -64,15 +65,13 @@ def search_algorithm(searcher: str, seed: int) -> Any:
     """The search algorithm, seeded so a sweep's trials are reproducible. Optional searchers
     import their package here, only when asked for."""
     if searcher in ("random", "grid"):
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-
         return BasicVariantGenerator(random_state=seed)
     try:
         if searcher == "optuna":
-            from ray.tune.search.optuna import OptunaSearch
+            from ray.tune.search.optuna import OptunaSearch  # optional: the optuna package
 
             return OptunaSearch(seed=seed)
-        from ray.tune.search.hyperopt import HyperOptSearch
+        from ray.tune.search.hyperopt import HyperOptSearch  # optional: the hyperopt package
 
         return HyperOptSearch(random_state_seed=seed)
     except (ImportError, AssertionError) as exc:
