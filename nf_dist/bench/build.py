@@ -207,7 +207,7 @@ def build_bench(config: BuildConfig) -> BuildReport:
     todo = [m for m in profile.models if wanted is None or m.id in wanted]
     committed: dict[str, dict[str, Any]] = {}
     for model in todo:
-        row = store.verified_row(model.id, row_key(model))
+        row = store.verified_row(model.id, model)
         if row is not None:
             committed[model.id] = row
             report.skipped.append(model.id)
@@ -252,7 +252,7 @@ def _committed_rows(store: BenchStore, models: list[ZooModel]) -> dict[str, dict
     rows = {}
     for model in models:
         row = store.read_row(model.id)
-        if row is not None and row.get("row") == row_key(model):
+        if row is not None and store.built_from(row, model):
             rows[model.id] = row
     return rows
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nf_dist.errors import NfDistError
+from nf_dist.storage.artifacts import same_key
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, WEIGHTS_SUFFIX
 from nf_dist.storage.uri import exists, is_remote, join, read_bytes, write_bytes_atomic
 
@@ -111,13 +112,14 @@ class BenchStore:
             return None
         return row
 
-    def verified_row(self, model_id: str, wanted_row: str) -> dict[str, Any] | None:
-        """The committed row if the model is complete, matches ``wanted_row`` and its weights
-        hash to the recorded sha256; else None (the model must be (re)built)."""
+    def verified_row(self, model_id: str, wanted: Any) -> dict[str, Any] | None:
+        """The committed row if the model is complete, was built from the catalog row
+        ``wanted`` (compared as typed values, :func:`~nf_dist.storage.artifacts.same_key`) and
+        its weights hash to the recorded sha256; else None (the model must be (re)built)."""
         row = self.read_row(model_id)
         if row is None:
             return None
-        if row.get("row") != wanted_row:
+        if not self.built_from(row, wanted):
             logger.info("%s: catalog row changed, will rebuild", model_id)
             return None
         weights = self.model_stem(model_id) + WEIGHTS_SUFFIX
@@ -133,6 +135,15 @@ class BenchStore:
             logger.warning("%s: sidecar missing, will rebuild", model_id)
             return None
         return row
+
+    @staticmethod
+    def built_from(row: dict[str, Any], wanted: Any) -> bool:
+        """Whether a committed row records the catalog row ``wanted``."""
+        try:
+            recorded = json.loads(row.get("row") or "null")
+        except json.JSONDecodeError:
+            return False
+        return same_key(recorded, wanted)
 
     def write_manifest(self, rows: list[dict[str, Any]]) -> None:
         """Rewrite ``manifest.parquet`` from committed rows, sorted by id, atomically."""

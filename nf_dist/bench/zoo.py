@@ -16,13 +16,13 @@ from typing import Any, Literal
 import torch
 
 from nf_dist.bench.attacks import ATTACKS, AttackData, ModelRecipe
-from nf_dist.config import to_dict
 from nf_dist.data.config import Splits
 from nf_dist.errors import CheckpointError, ConfigError
 from nf_dist.models import Classifier
 from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.inference import accuracy
 from nf_dist.models.training import TrainConfig
+from nf_dist.storage.artifacts import plain_key, same_key
 from nf_dist.storage.uri import join
 
 logger = logging.getLogger(__name__)
@@ -127,10 +127,9 @@ def build_zoo(
     built: dict[str, BuiltModel] = {}
     for index, row in enumerate(models):
         uri = join(output_uri, "models", row.id)
-        wanted = to_dict(row)
         try:
             model, meta = load_classifier(uri)
-            if meta.get("row") == wanted:
+            if same_key(meta.get("row"), row):
                 built[row.id] = BuiltModel(
                     row, model, float(meta["test_accuracy"]), float(meta["seconds"]), True
                 )
@@ -146,7 +145,7 @@ def build_zoo(
             pass
         parent = built[row.parent].model if row.parent is not None else None
         model, acc, seconds = build_model(row, parent, splits, progress=progress)
-        save_classifier(model, uri, row=wanted, test_accuracy=acc, seconds=seconds)
+        save_classifier(model, uri, row=plain_key(row), test_accuracy=acc, seconds=seconds)
         built[row.id] = BuiltModel(row, model, acc, seconds, False)
         logger.info(
             "[%d/%d] %s (%s %s): test acc %.3f in %.0fs",

@@ -18,7 +18,7 @@ import torch
 
 from nf_dist import __version__
 from nf_dist.bench.zoo import BuiltModel, ZooModel, build_zoo
-from nf_dist.config import dump_yaml, to_dict
+from nf_dist.config import dump_yaml
 from nf_dist.data import DataConfig, load_splits
 from nf_dist.errors import DataError
 from nf_dist.fingerprint.fingerprint_set import (
@@ -32,6 +32,7 @@ from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
 from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
 from nf_dist.scoring import summarize
+from nf_dist.storage.artifacts import same_key
 from nf_dist.verify import model_oracle, verify
 
 logger = logging.getLogger(__name__)
@@ -169,14 +170,15 @@ def _fingerprint(
         "negative": [b.row.id for b in generation if b.row.role == "negative"],
     }
     generator, discriminator, gan_meta = load_gan(gan_uri)
-    wanted = {**to_dict(config.fingerprint)}
+    wanted = {"config": config.fingerprint, "models": ids, "gan_sha256": gan_meta.get("sha256")}
     if Path(uri).exists():
         cached = load_fingerprint_set(uri)
-        if (
-            cached.config == wanted
-            and cached.info.get("models") == ids
-            and cached.info.get("gan_sha256") == gan_meta.get("sha256")
-        ):
+        recorded = {
+            "config": cached.config,
+            "models": cached.info.get("models"),
+            "gan_sha256": cached.info.get("gan_sha256"),
+        }
+        if same_key(recorded, wanted):
             logger.info("reusing fingerprint set %s", uri)
             return cached
     context = FingerprintContext(

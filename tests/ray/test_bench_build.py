@@ -4,6 +4,7 @@ a worker killed mid-build, fail-fast on a missing bucket, and the /metrics endpo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -33,7 +34,7 @@ def _assert_complete(uri: str) -> None:
     assert len(loaded.ids()) == SMOKE_IDS
     store = BenchStore(uri)
     for row in loaded.manifest.to_pylist():
-        assert store.verified_row(row["id"], row["row"]) is not None, row["id"]
+        assert store.verified_row(row["id"], json.loads(row["row"])) is not None, row["id"]
 
 
 @pytest.fixture

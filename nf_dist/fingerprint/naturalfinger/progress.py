@@ -7,7 +7,6 @@ that a resumed run is the same run), the step reached, the history and the confi
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from nf_dist.errors import CheckpointError
 from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
+from nf_dist.storage.artifacts import same_key
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, load_checkpoint, save_checkpoint
 from nf_dist.storage.uri import exists
 
@@ -57,11 +57,6 @@ def save_progress(
     save_checkpoint(uri, tensors, meta)
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as it reads back from the JSON sidecar (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
 def load_progress(
     uri: str, z0: torch.Tensor, config: NaturalFingerConfig, optimizer: torch.optim.Optimizer
 ) -> SavedProgress | None:
@@ -73,7 +68,7 @@ def load_progress(
     except CheckpointError as exc:
         logger.warning("ignoring unreadable optimisation checkpoint %s: %s", uri, exc)
         return None
-    if meta.get("config") != _plain(asdict(config)) or not torch.equal(tensors["z0"], z0.cpu()):
+    if not same_key(meta.get("config"), config) or not torch.equal(tensors["z0"], z0.cpu()):
         logger.warning("%s belongs to another run (config or latents differ); starting over", uri)
         return None
     state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}

@@ -42,6 +42,7 @@ from nf_dist.models.gan.networks import (
     build_gan,
 )
 from nf_dist.models.gan.sampling import gan_test_accuracy, save_sample_grid
+from nf_dist.storage.artifacts import same_key
 from nf_dist.storage.checkpoints import (
     SIDECAR_SUFFIX,
     checkpoint_stem,
@@ -276,7 +277,7 @@ def _resume(stem: str, state: _State, config: GanTrainConfig) -> None:
     if meta.get("kind") != "gan":
         raise CheckpointError(f"{stem} is a {meta.get('kind')!r} checkpoint, not a GAN")
     saved_spec = meta.get("spec")
-    if saved_spec != asdict(config.spec()):
+    if not same_key(saved_spec, config.spec()):
         raise ConfigError(
             f"{stem} holds a GAN with spec {saved_spec}, but the config asks for "
             f"{asdict(config.spec())}; use another out_uri or delete the old checkpoint"
