@@ -18,7 +18,6 @@ import torch
 
 from nf_dist import __version__
 from nf_dist.bench.zoo import BuiltModel, ZooModel, build_zoo
-from nf_dist.config import dump_yaml
 from nf_dist.data import DataConfig, load_splits
 from nf_dist.errors import DataError
 from nf_dist.fingerprint.fingerprint_set import (
@@ -32,7 +31,7 @@ from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
 from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
 from nf_dist.scoring import summarize
-from nf_dist.storage.artifacts import same_key
+from nf_dist.storage.artifacts import record_uri, same_key, write_record
 from nf_dist.verify import model_oracle, verify
 
 logger = logging.getLogger(__name__)
@@ -100,7 +99,6 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
         raise DataError("quickstart config lists no models; see nf_dist/configs/quickstart.yaml")
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_yaml(config))
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -143,6 +141,7 @@ def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> Quicks
     result = QuickstartResult(rows, heldout, every, stages, quality, len(fingerprints), str(report))
     report.write_text(render_report(config, result, fingerprints))
     (out / "result.json").write_text(json.dumps(asdict(result), indent=2))
+    write_record(config, record_uri(str(out), folder=True))
     return result
 
 

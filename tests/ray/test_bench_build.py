@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import ray
 from prometheus_client.parser import text_string_to_metric_families
 
 from nf_dist import bench
@@ -405,6 +406,11 @@ def test_experiment_runs_every_method_evaluates_and_reports(
                 "gan": "tiny",
                 "config": {"num_candidates": 64, "num_optimised": 32, "steps": 4},
             },
+            "naturalfinger-again": {
+                "method": "naturalfinger",
+                "gan": "tiny",
+                "config": {"num_candidates": 64, "num_optimised": 32, "steps": 4, "seed": 1},
+            },
             "clean": {"method": "clean", "config": {"num_fingerprints": 30}},
             "akh": {"method": "akh", "config": {"num_fingerprints": 30}},
             "ipguard": {"method": "ipguard", "config": {"num_fingerprints": 20, "steps": 5}},
@@ -416,11 +422,20 @@ def test_experiment_runs_every_method_evaluates_and_reports(
         },
         "stealth": {"seeds": [0, 1], "detector": {"epochs": 1}},
         "budgets": [5, 10],
+        # Two generative sets on Ray actors that each take the whole 2-CPU test cluster: the
+        # second can only start if the first set's engine gave its CPUs back.
+        "sharding": {"backend": "ray", "num_shards": 2, "cpus_per_shard": 1.0},
     }
     config = from_dict(ExperimentConfig, raw)
     result = run_experiment(config, progress=False)
     made = {n for n, r in result["sets"].items() if "failure" not in r}
     assert {"clean", "akh", "ipguard", "metav"} <= made  # these never screen everything away
+    deadline = time.monotonic() + 20  # a killed actor frees its CPUs asynchronously
+    while (held := ray.cluster_resources()["CPU"] - ray.available_resources()["CPU"]) > 0:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert held == 0.0, "every set's engine released its actors"
     for record in result["sets"].values():
         assert record["num_fingerprints"] > 0 or record["failure"]
     rows = pq.read_table(tmp_path / "exp" / "evaluation" / "rates.parquet").to_pylist()
