@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from nf_dist.bench.store import BenchStore
-from nf_dist.errors import ConfigError
+from nf_dist.errors import ConfigError, NfDistError
 from nf_dist.models import Classifier
 from nf_dist.models.checkpoint import load_classifier
 
@@ -38,10 +38,37 @@ class Benchmark:
         raise ConfigError(f"{self.uri}: no model {model_id!r} in the manifest")
 
     def model(self, model_id: str, device: str = "cpu") -> Classifier:
-        """Load a model (safe format only; its checksum is verified)."""
-        self.row(model_id)
-        model, _ = load_classifier(BenchStore(self.uri).model_stem(model_id), device=device)
-        return model
+        """Load a model (safe format only) after checking it against what the build recorded:
+        the manifest row must agree with the model's committed row, and the weights must hash
+        to the sha256 both record (the sidecar is not trusted alone).
+
+        Raises:
+            NfDistError: an unknown id, a manifest and row that disagree, swapped weights.
+        """
+        expected = self.expected_sha256(model_id)
+        return load_classifier(self.stem(model_id), device=device, expected_sha256=expected)[0]
+
+    def stem(self, model_id: str) -> str:
+        """The checkpoint stem of a model of the manifest."""
+        return BenchStore(self.uri).model_stem(self.row(model_id)["id"])
+
+    def expected_sha256(self, model_id: str) -> str:
+        """The weights' hash as the manifest and the committed row both record it."""
+        listed = self.row(model_id)
+        committed = BenchStore(self.uri).read_row(model_id)
+        if committed is None:
+            raise NfDistError(
+                f"{self.uri}: {model_id!r} is in the manifest but has no committed row; rebuild "
+                "it with nf-dist bench build (the same profile and output)"
+            )
+        for field in ("sha256", "role", "arch", "attack", "parent", "mirror_of"):
+            if committed.get(field) != listed.get(field):
+                raise NfDistError(
+                    f"{self.uri}: the manifest and rows/{model_id}.json disagree on {field} "
+                    f"({listed.get(field)!r} vs {committed.get(field)!r}); the benchmark was "
+                    "edited after it was built: rebuild it"
+                )
+        return str(listed["sha256"])
 
 
 def load(uri: str) -> Benchmark:

@@ -25,9 +25,10 @@ from nf_dist.bench.floors import FloorFactors
 from nf_dist.bench.zoo import ZooModel
 from nf_dist.config import from_dict, merge, read_yaml, to_dict
 from nf_dist.data.config import DataConfig
-from nf_dist.errors import ConfigError
+from nf_dist.errors import ConfigError, NfDistError
 from nf_dist.models import list_classifiers
 from nf_dist.models.training import TrainConfig
+from nf_dist.storage.uri import check_name
 
 CATALOG_DIR = Path(__file__).parent / "catalogs"
 
@@ -247,6 +248,10 @@ def _check_row(
     row: CatalogRow, rows: dict[str, CatalogRow], spec: ProfileFile, known_archs: set[str]
 ) -> None:
     where = f"catalog {spec.name}, model {row.id!r}"
+    try:
+        check_name(row.id, "model id")  # ids become file names under the output
+    except NfDistError as exc:
+        raise ConfigError(f"catalog {spec.name}: {exc}") from None
     if row.attack not in ATTACKS:
         raise ConfigError(f"{where}: unknown attack {row.attack!r}; known: {ATTACKS.names()}")
     attack = ATTACKS.get(row.attack)

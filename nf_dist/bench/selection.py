@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from nf_dist.bench import load
 from nf_dist.bench.store import BenchStore
 from nf_dist.errors import ConfigError
+from nf_dist.models import Classifier
+from nf_dist.models.checkpoint import load_classifier
 
 
 @dataclass(frozen=True)
@@ -62,4 +64,19 @@ class ModelSelection:
         return (
             [store.model_stem(i) for i in self.positives],
             [store.model_stem(i) for i in self.negatives],
+        )
+
+    def load(self) -> tuple[list[Classifier], list[Classifier]]:
+        """The positive and negative models, loaded; benchmark models are verified against the
+        manifest (:meth:`~nf_dist.bench.Benchmark.model`)."""
+        if self.bench_uri is None:
+            return (
+                [load_classifier(uri)[0] for uri in self.positives],
+                [load_classifier(uri)[0] for uri in self.negatives],
+            )
+        self.uris()  # every id exists
+        bench = load(self.bench_uri)
+        return (
+            [bench.model(i) for i in self.positives],
+            [bench.model(i) for i in self.negatives],
         )

@@ -29,7 +29,15 @@ import pyarrow.parquet as pq
 from nf_dist.errors import NfDistError
 from nf_dist.storage.artifacts import same_key
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, WEIGHTS_SUFFIX
-from nf_dist.storage.uri import exists, is_remote, join, read_bytes, write_bytes_atomic
+from nf_dist.storage.uri import (
+    check_name,
+    exists,
+    is_remote,
+    join,
+    join_within,
+    read_bytes,
+    write_bytes_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +75,10 @@ class BenchStore:
 
     def model_stem(self, model_id: str) -> str:
         """Checkpoint stem of a model (weights at stem + ``.safetensors``)."""
-        return join(self.uri, "models", model_id)
+        return join_within(self.uri, "models", check_name(model_id, "model id"))
 
     def row_uri(self, model_id: str) -> str:
-        return join(self.uri, "rows", f"{model_id}.json")
+        return join_within(self.uri, "rows", f"{check_name(model_id, 'model id')}.json")
 
     @property
     def manifest_uri(self) -> str:

@@ -23,7 +23,7 @@ from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.inference import accuracy
 from nf_dist.models.training import TrainConfig
 from nf_dist.storage.artifacts import plain_key, same_key
-from nf_dist.storage.uri import join
+from nf_dist.storage.uri import check_name, join_within
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def build_zoo(
     validate_zoo(models)
     built: dict[str, BuiltModel] = {}
     for index, row in enumerate(models):
-        uri = join(output_uri, "models", row.id)
+        uri = join_within(output_uri, "models", check_name(row.id, "zoo model id"))
         try:
             model, meta = load_classifier(uri)
             if same_key(meta.get("row"), row):

@@ -30,7 +30,6 @@ import ray
 import torch
 
 from nf_dist.bench import Benchmark, load
-from nf_dist.bench.store import BenchStore
 from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, load_fingerprint_set
@@ -79,18 +78,27 @@ class EvaluateConfig:
             raise ConfigError(f"evaluate.budgets must be positive counts, got {list(self.budgets)}")
 
 
-def suspect_answers(model_stem: str, sets: dict[str, FingerprintSet]) -> dict[str, np.ndarray]:
-    """One suspect's top-1 label for every fingerprint of each set; it is only asked for labels."""
-    model, _ = load_classifier(model_stem)
+@dataclass(frozen=True)
+class Suspect:
+    """Where a benchmark suspect's weights are and the hash its manifest records for them."""
+
+    stem: str
+    sha256: str
+
+
+def suspect_answers(suspect: Suspect, sets: dict[str, FingerprintSet]) -> dict[str, np.ndarray]:
+    """One suspect's top-1 label for every fingerprint of each set; it is only asked for labels
+    (its weights are checked against the manifest's hash first)."""
+    model, _ = load_classifier(suspect.stem, expected_sha256=suspect.sha256)
     return {name: predict(model, fingerprints.inputs()) for name, fingerprints in sets.items()}
 
 
 @ray.remote(num_cpus=1)
 def _suspect_task(
-    model_stem: str, sets: dict[str, FingerprintSet]
+    suspect: Suspect, sets: dict[str, FingerprintSet]
 ) -> dict[str, np.ndarray]:  # pragma: no cover - runs in a Ray worker
     torch.set_num_threads(1)
-    return suspect_answers(model_stem, sets)
+    return suspect_answers(suspect, sets)
 
 
 def check_budgets(budgets: tuple[int, ...], sets: dict[str, FingerprintSet]) -> None:
@@ -124,15 +132,14 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise ConfigError(f"generation model {unknown[0]!r} is not in {config.bench_uri}")
     sets = {name: load_fingerprint_set(uri) for name, uri in config.fingerprints.items()}
     check_budgets(config.budgets, sets)
-    store = BenchStore(config.bench_uri)
-    stems = {i: store.model_stem(i) for i in ids}
+    suspects = {i: Suspect(bench.stem(i), bench.expected_sha256(i)) for i in ids}
     if config.metrics_port is not None:
         serve_metrics(config.metrics_port)
     answers: dict[str, dict[str, np.ndarray]] = {}
     if config.backend == "ray":
         init_ray(config.address)
         shared = ray.put(sets)
-        owners = {_suspect_task.remote(stems[i], shared): i for i in ids}
+        owners = {_suspect_task.remote(suspects[i], shared): i for i in ids}
         pending = list(owners)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -140,7 +147,7 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
             EVAL_SUSPECTS_QUERIED.inc()
     else:
         for i in ids:
-            answers[i] = suspect_answers(stems[i], sets)
+            answers[i] = suspect_answers(suspects[i], sets)
             EVAL_SUSPECTS_QUERIED.inc()
     generation = set(config.generation_models)
     rows = _rate_rows(bench, answers, sets, generation)

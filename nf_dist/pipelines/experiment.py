@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nf_dist import __version__
+from nf_dist.bench import load
 from nf_dist.bench.selection import ModelSelection
-from nf_dist.bench.store import BenchStore
 from nf_dist.config import from_dict, to_dict
 from nf_dist.data import DataConfig, load_splits
 from nf_dist.distributed.engines import ShardingConfig
@@ -45,13 +45,19 @@ from nf_dist.fingerprint.fingerprint_set import (
 from nf_dist.fingerprint.methods import METHODS
 from nf_dist.fingerprint.naturalfinger import Checkpointing
 from nf_dist.fingerprint.stealth import DetectorConfig, detection_rate, train_detector
-from nf_dist.models.checkpoint import load_classifier
 from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
 from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
 from nf_dist.pipelines.report import write_report
 from nf_dist.storage.artifacts import plain_key, same_key, sibling
 from nf_dist.storage.checkpoints import git_sha
-from nf_dist.storage.uri import exists, join, read_bytes, write_bytes_atomic
+from nf_dist.storage.uri import (
+    check_name,
+    exists,
+    join,
+    join_within,
+    read_bytes,
+    write_bytes_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +125,7 @@ class ExperimentConfig:
 
 def set_uri(config: ExperimentConfig, name: str) -> str:
     """Where the set called ``name`` lives."""
-    return join(config.output_uri, "sets", f"{name}.parquet")
+    return join_within(config.output_uri, "sets", f"{check_name(name, 'set name')}.parquet")
 
 
 def validate(config: ExperimentConfig) -> dict[str, Any]:
@@ -232,7 +238,8 @@ def _ensure_set(
     progress: bool,
 ) -> dict[str, Any]:
     """Generate the set unless its record says it is there with the same spec."""
-    uri, record_uri = set_uri(config, name), join(config.output_uri, "sets", f"{name}.json")
+    uri = set_uri(config, name)
+    record_uri = uri.removesuffix(".parquet") + ".json"  # what the set was made with
     gan_uri = config.gans.get(spec.gan) if spec.gan else None
     wanted = {
         "method": spec.method,
@@ -281,7 +288,7 @@ def measure_stealth(
         return {}
     adversary = config.stealth.adversary_model or config.models.positives[0]
     assert config.models.bench_uri is not None  # validate() requires it
-    model, _ = load_classifier(BenchStore(config.models.bench_uri).model_stem(adversary))
+    model = load(config.models.bench_uri).model(adversary)
     images = {name: load_fingerprint_set(set_uri(config, name)).images for name in names}
     rng = np.random.default_rng(0)
     images["clean test images"] = clean.images[rng.choice(len(clean), min(1000, len(clean)), False)]

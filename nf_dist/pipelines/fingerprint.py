@@ -21,7 +21,6 @@ from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.base import RunOptions, StepObserver
 from nf_dist.fingerprint.naturalfinger import Checkpointing, NaturalFingerConfig
-from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
 from nf_dist.storage.artifacts import sibling
 from nf_dist.telemetry.metrics import serve_metrics
@@ -74,12 +73,8 @@ def generate_set(
     kind = METHODS.get(method)
     assets.models.require()
     positive_uris, negative_uris = assets.models.uris()
-    context = FingerprintContext(
-        positives=[load_classifier(uri)[0] for uri in positive_uris],
-        negatives=[load_classifier(uri)[0] for uri in negative_uris],
-        clean=assets.clean,
-        progress=progress,
-    )
+    positives, negatives = assets.models.load()
+    context = FingerprintContext(positives, negatives, clean=assets.clean, progress=progress)
     if not kind.needs_gan:
         return kind().generate(context, settings, RunOptions(on_step=on_step))
     if not assets.gan_uri:

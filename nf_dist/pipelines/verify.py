@@ -57,6 +57,12 @@ def run_verify(config: VerifyConfig) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for uri, known in labelled:
         model, _ = load_classifier(uri, unsafe_pickle=uri in config.unsafe_allow_pickle)
+        classes = model.num_classes
+        if fingerprints.num_classes != classes:
+            raise ConfigError(
+                f"{config.fingerprints} labels {fingerprints.num_classes} classes but suspect "
+                f"{uri} answers {classes}; use a fingerprint set made for this task"
+            )
         verdict = verify(fingerprints, uri, model_oracle(model), config.threshold)
         rows.append(
             {

@@ -108,13 +108,23 @@ def _load_trusted_pickle(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, A
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
         raise CheckpointError(f"{uri} is not a state dict (names to tensors)")
-    try:
-        meta = json.loads(read_bytes(sidecar_uri))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{sidecar_uri} is not valid JSON: {exc}") from exc
+    meta = _read_sidecar(sidecar_uri)
     if meta.get("sha256") not in (None, hashlib.sha256(blob).hexdigest()):
         raise CheckpointError(f"{uri} does not match the sha256 in {sidecar_uri}")
     return dict(loaded), meta
+
+
+def _read_sidecar(uri: str) -> dict[str, Any]:
+    """A sidecar's JSON object, or a CheckpointError saying what is wrong with it."""
+    try:
+        meta = json.loads(read_bytes(uri))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{uri} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{uri} must be a JSON object (kind, model, sha256, ...), not {type(meta).__name__}"
+        )
+    return meta
 
 
 def _looks_like_safetensors(blob: bytes) -> bool:
@@ -138,11 +148,13 @@ def _refuse_unsafe(uri: str, blob: bytes) -> None:
 
 
 def load_checkpoint(
-    uri: str, *, unsafe_pickle: bool = False
+    uri: str, *, unsafe_pickle: bool = False, expected_sha256: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load a checkpoint's tensors and sidecar, verifying format and checksum.
 
     ``unsafe_pickle`` lets this one file be a pickle (see the module docstring).
+    ``expected_sha256`` is the weights' hash as a record other than the sidecar has it (a
+    benchmark's manifest): the sidecar alone is not trusted, and its hash must agree too.
 
     Raises:
         UnsafeCheckpointError: the file is a pickle or torch zip archive (and not allowed), or
@@ -166,11 +178,15 @@ def load_checkpoint(
             f"{sidecar_uri} is missing: a checkpoint without its sidecar is incomplete "
             "(it may have been interrupted while writing); rebuild it"
         )
-    try:
-        meta = json.loads(read_bytes(sidecar_uri))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{sidecar_uri} is not valid JSON: {exc}") from exc
+    meta = _read_sidecar(sidecar_uri)
     digest = hashlib.sha256(blob).hexdigest()
+    if expected_sha256 is not None and (
+        digest != expected_sha256 or meta.get("sha256") != expected_sha256
+    ):
+        raise CheckpointError(
+            f"{weights_uri} does not match the sha256 its manifest records ({expected_sha256[:12]}"
+            "...): the weights or their sidecar were replaced; rebuild the model"
+        )
     if meta.get("sha256") not in (None, digest):
         raise CheckpointError(
             f"{weights_uri} does not match the sha256 in its sidecar (corrupt or replaced); "

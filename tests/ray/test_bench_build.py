@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nf_dist import bench
 from nf_dist.bench.build import BuildConfig, build_bench
-from nf_dist.bench.store import BenchStore
+from nf_dist.bench.store import MANIFEST_SCHEMA, BenchStore
 from nf_dist.errors import NfDistError
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
@@ -470,3 +470,39 @@ def test_experiment_runs_every_method_evaluates_and_reports(
     assert main(["experiment", "--config", str(tmp_path / "exp.yaml"), "--no-progress"]) == 0
     after = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}
     assert before == after
+
+
+def test_a_loaded_model_is_checked_against_the_manifest_not_its_sidecar(
+    built_local, tmp_path: Path
+) -> None:
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    uri, _ = built_local
+    copy = tmp_path / "bench"
+    shutil.copytree(uri, copy)
+    models = copy / "models"
+    assert bench.load(str(copy)).model("ftll") is not None
+    # Swapped weights whose sidecar was rewritten to match them.
+    shutil.copy(models / "rtal.safetensors", models / "ftll.safetensors")
+    sidecar = json.loads((models / "ftll.json").read_text())
+    sidecar["sha256"] = json.loads((models / "rtal.json").read_text())["sha256"]
+    (models / "ftll.json").write_text(json.dumps(sidecar))
+    with pytest.raises(NfDistError, match="sha256 its manifest records"):
+        bench.load(str(copy)).model("ftll")
+    # The same swap with a sidecar that simply lost its sha256.
+    sidecar.pop("sha256")
+    (models / "ftll.json").write_text(json.dumps(sidecar))
+    with pytest.raises(NfDistError, match="sha256 its manifest records"):
+        bench.load(str(copy)).model("ftll")
+    # A role flipped in the manifest alone.
+    table = pq.read_table(copy / "manifest.parquet").to_pylist()
+    for row in table:
+        if row["id"] == "rtal":
+            row["role"] = "negative"
+    manifest = pa.Table.from_pylist(table, schema=MANIFEST_SCHEMA)
+    pq.write_table(manifest, copy / "manifest.parquet")
+    with pytest.raises(NfDistError, match="disagree on role"):
+        bench.load(str(copy)).model("rtal")

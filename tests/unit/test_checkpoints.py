@@ -55,7 +55,7 @@ def test_wrong_architecture_named(tmp_path: Path) -> None:
     meta["model"]["arch"] = "resnet18"
     meta.pop("sha256")
     sidecar.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="do not match architecture"):
+    with pytest.raises(CheckpointError, match="weights do not belong to resnet18"):
         load_classifier(stem)
 
 
@@ -129,3 +129,36 @@ def _fingerprint_set(folder: Path, model: torch.nn.Module) -> str:
     uri = str(folder / "fp.parquet")
     save_fingerprint_set(FingerprintSet(images, labels, (labels + 1) % 10), uri)
     return uri
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"width": 20.0}, r"model.width must be a number in \(0, 4.0\]"),
+        ({"width": float("inf")}, "model.width"),
+        ({"width": "wide"}, "model.width"),
+        ({"num_classes": "ten"}, "model.num_classes must be an integer"),
+        ({"num_classes": 10**9}, "model.num_classes"),
+        ({"stem_stride": 3}, "model.stem_stride must be 1 or 2"),
+        ({"arch": "resnet1000"}, "not a known architecture"),
+        ({"width": 0.25}, r"has shape .* needs"),  # a plausible lie about the weights
+    ],
+)
+def test_a_suspects_sidecar_is_checked_before_any_model_is_built(
+    tmp_path: Path, change: dict, message: str
+) -> None:
+    stem = save_classifier(create_classifier("resnet18", width=0.125), str(tmp_path / "m"))
+    sidecar = Path(stem + ".json")
+    meta = json.loads(sidecar.read_text())
+    meta["model"].update(change)
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        load_classifier(stem)
+
+
+@pytest.mark.parametrize("sidecar", ["[1, 2]", '"text"', '{"kind": "gan"}'])
+def test_a_sidecar_that_is_not_a_classifier_object_is_refused(tmp_path: Path, sidecar: str) -> None:
+    stem = save_classifier(create_classifier("resnet18", width=0.125), str(tmp_path / "m"))
+    Path(stem + ".json").write_text(sidecar)
+    with pytest.raises(CheckpointError, match="JSON object|kind: classifier"):
+        load_classifier(stem)

@@ -9,10 +9,8 @@ from typing import Any
 import numpy as np
 
 from nf_dist.bench import load
-from nf_dist.bench.store import BenchStore
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
-from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.inference import predict
 from nf_dist.pipelines.tune.config import TuneJobConfig
 from nf_dist.scoring import matching_rate, summarize
@@ -70,12 +68,9 @@ class ValidationScorer:
     """Label-only matching rates of the validation suspects, summarised as the objective."""
 
     def __init__(self, bench_uri: str, ids: tuple[str, ...]) -> None:
-
-        store, roles = (
-            BenchStore(bench_uri),
-            {r["id"]: r["role"] for r in load(bench_uri).manifest.to_pylist()},
-        )
-        self.models = [(roles[i], load_classifier(store.model_stem(i))[0]) for i in ids]
+        bench = load(bench_uri)
+        roles = {r["id"]: r["role"] for r in bench.manifest.to_pylist()}
+        self.models = [(roles[i], bench.model(i)) for i in ids]
 
     def score(self, fingerprints: FingerprintSet) -> dict[str, float]:
         """``val_aruc``, ``val_tpr_at_1pct_fpr`` and friends; an empty set scores 0."""
