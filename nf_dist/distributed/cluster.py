@@ -6,8 +6,19 @@ import logging
 import os
 
 import ray
+import ray._private.ray_constants as ray_constants
 
 logger = logging.getLogger(__name__)
+
+
+def _loopback_only() -> None:
+    """Make the embedded Ray's node IP 127.0.0.1, so every listener (GCS, raylet, workers,
+    agents) binds to loopback. ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray turns a
+    loopback address into the machine's "reachable" one unless clusters are disabled, which
+    is what this flag does (read by this process now, and by Ray's own processes, which inherit
+    the environment)."""
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -23,6 +34,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
+        _loopback_only()
         ray.init(
             address="local",
             num_cpus=num_cpus,
