@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -107,3 +107,36 @@ def tiny_gan_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     spec = {"z_dim": 16, "num_classes": 10, "g_channels": 8, "d_channels": 8, "attention": False}
     folder = tmp_path_factory.mktemp("gan")
     return save_checkpoint(str(folder / "gan"), tensors, {"kind": "gan", "spec": spec})
+
+
+def _own_processes(marker: str) -> list[int]:
+    """PIDs of this test process's descendants whose command line contains ``marker``.
+
+    Tests find processes to kill only in their own tree (the embedded Ray this session started,
+    its raylet and workers), through ``ps --ppid``: another Ray cluster or build on the machine
+    is never seen, let alone touched.
+    """
+    found: list[int] = []
+    seen, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        listing = subprocess.run(
+            ["ps", "-o", "pid=,args=", "--ppid", ",".join(map(str, frontier))],
+            capture_output=True,
+            text=True,
+        ).stdout
+        frontier = []
+        for line in listing.splitlines():
+            pid_text, _, args = line.strip().partition(" ")
+            pid = int(pid_text)
+            if pid not in seen:
+                seen.add(pid)
+                frontier.append(pid)
+                if marker in args:
+                    found.append(pid)
+    return found
+
+
+@pytest.fixture
+def own_processes() -> Callable[[str], list[int]]:
+    """:func:`_own_processes`: find processes to kill in this session's own tree only."""
+    return _own_processes

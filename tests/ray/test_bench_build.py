@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -97,27 +98,14 @@ def test_rebuilds_only_what_is_missing_or_corrupt(built_local) -> None:
     _assert_complete(uri)
 
 
-def _worker_pids(name: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if f"ray::build:{name}" in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
-def test_a_worker_killed_mid_build_is_retried(tmp_path: Path) -> None:
+def test_a_worker_killed_mid_build_is_retried(tmp_path: Path, own_processes) -> None:
     uri = str(tmp_path / "killed")
     killed: list[int] = []
 
     def kill_source_worker() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            for pid in _worker_pids("source"):
+            for pid in own_processes("ray::build:source"):
                 time.sleep(0.5)  # let it start training
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -506,3 +494,19 @@ def test_a_loaded_model_is_checked_against_the_manifest_not_its_sidecar(
     pq.write_table(manifest, copy / "manifest.parquet")
     with pytest.raises(NfDistError, match="disagree on role"):
         bench.load(str(copy)).model("rtal")
+
+
+def test_a_process_outside_this_session_is_never_a_victim(own_processes) -> None:
+    """A process named like a build worker but not started by this session (reparented away
+    from it) is invisible to the kill tests' search."""
+    started = subprocess.run(
+        ["bash", "-c", "exec -a 'ray::build:source' sleep 60 </dev/null >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+    )
+    stranger = int(started.stdout.strip())
+    try:
+        assert stranger not in own_processes("ray::build:source")
+    finally:
+        os.kill(stranger, signal.SIGKILL)

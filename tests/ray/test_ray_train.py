@@ -46,20 +46,7 @@ def test_two_workers_train_like_the_single_process_twin(tmp_path: Path) -> None:
     assert list((tmp_path / "ray.raytrain").glob("checkpoint_*"))
 
 
-def _train_worker_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "RayTrainWorker" in cmdline and "train_fn" not in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
-def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path) -> None:
+def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path, own_processes) -> None:
     config = _train_config(tmp_path, "killed", 2, epochs=5)
     run_dir = tmp_path / "killed.raytrain"
     killed: list[int] = []
@@ -68,7 +55,9 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path) -> No
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if list(run_dir.glob("checkpoint_*")):
-                pids = _train_worker_pids()
+                # This session's Ray Train workers (not the trainer's own driver task).
+                driver = set(own_processes("train_fn"))
+                pids = [p for p in own_processes("RayTrainWorker") if p not in driver]
                 if pids:
                     os.kill(pids[-1], signal.SIGKILL)
                     killed.append(pids[-1])
