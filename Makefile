@@ -1,16 +1,18 @@
 # Set-up is part of every target: the virtual environment lives at .venv and is (re)built when
-# pyproject.toml changes. Torch comes from the machine's local wheels (see README).
+# pyproject.toml or requirements.lock changes, from the pinned versions of requirements.lock.
+# Torch comes from the machine's local wheels (see README).
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
+LOCK   := requirements.lock
 
-.PHONY: setup run test lint typecheck unit slow clean
+.PHONY: setup run test lint typecheck lockcheck unit slow lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,19 +21,30 @@ run: setup
 	$(BIN)/nf-dist quickstart
 
 lint: setup
-	$(BIN)/ruff check nf_dist tests benchmarks jobs
-	$(BIN)/ruff format --check nf_dist tests benchmarks jobs
+	$(BIN)/ruff check nf_dist tests benchmarks jobs scripts
+	$(BIN)/ruff format --check nf_dist tests benchmarks jobs scripts
 
 typecheck: setup
 	$(BIN)/mypy
 
+lockcheck: setup
+	$(BIN)/python scripts/check_lock.py pyproject.toml $(LOCK)
+
 unit: setup
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test: lint typecheck unit
+test: lint typecheck lockcheck unit
 
 slow: setup
 	$(BIN)/python -m pytest -m slow -q
+
+# Refresh the lock: a fresh environment from pyproject.toml alone, frozen.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	.venv-lock/bin/pip install --quiet -e '.[dev]'
+	{ head -n 3 $(LOCK); .venv-lock/bin/pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

@@ -33,8 +33,16 @@ ARCHS = [
     "xception",
 ]
 BF16_ARCHS = [
-    "resnet18", "resnet34", "resnet50", "seresnet18", "vgg16_bn", "vgg19_bn", "densenet_bc",
-    "googlenet", "inception_v3", "xception",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "seresnet18",
+    "vgg16_bn",
+    "vgg19_bn",
+    "densenet_bc",
+    "googlenet",
+    "inception_v3",
+    "xception",
 ]
 FINETUNE_MODES = ["ftll", "ftal", "rtll", "rtal"]
 PRUNE_RATES = [round(0.1 * i, 1) for i in range(1, 10)]
@@ -48,13 +56,30 @@ def lineage(
     """The 63-model pipeline from one ResNet18 source (the owner's, or its mirror)."""
     source = f"{prefix}source"
     rows: list[dict[str, Any]] = [
-        dict(id=source, role=role, arch="resnet18", attack="scratch", recipe="source",
-             data_half=half, seed=seed)
+        dict(
+            id=source,
+            role=role,
+            arch="resnet18",
+            attack="scratch",
+            recipe="source",
+            data_half=half,
+            seed=seed,
+        )
     ]
 
     def child(name: str, attack: str, recipe: str, **extra: Any) -> None:
-        rows.append(dict(id=f"{prefix}{name}", role=role, attack=attack, recipe=recipe,
-                         parent=source, data_half=half, seed=seed + len(rows), **extra))
+        rows.append(
+            dict(
+                id=f"{prefix}{name}",
+                role=role,
+                attack=attack,
+                recipe=recipe,
+                parent=source,
+                data_half=half,
+                seed=seed + len(rows),
+                **extra,
+            )
+        )
 
     for mode in FINETUNE_MODES:
         child(mode, "finetune", "finetune", params={"mode": mode})
@@ -79,12 +104,30 @@ def full_catalog(pgd: dict[str, Any]) -> list[dict[str, Any]]:
         row["mirror_of"] = positive["id"]
     independent: list[dict[str, Any]] = []
     for i, arch in enumerate(a for a in ARCHS if a != "resnet18"):
-        independent.append(dict(id=f"indep-{arch}", role="negative", arch=arch, attack="scratch",
-                                recipe="scratch", data_half="b", seed=2000 + i))
+        independent.append(
+            dict(
+                id=f"indep-{arch}",
+                role="negative",
+                arch=arch,
+                attack="scratch",
+                recipe="scratch",
+                data_half="b",
+                seed=2000 + i,
+            )
+        )
     for i, arch in enumerate(a for a in ARCHS if a != "resnet18"):
-        independent.append(dict(id=f"indep-{arch}-distilled", role="negative", arch="resnet18",
-                                attack="distill", recipe="student", parent=f"indep-{arch}",
-                                data_half="b", seed=3000 + i))
+        independent.append(
+            dict(
+                id=f"indep-{arch}-distilled",
+                role="negative",
+                arch="resnet18",
+                attack="distill",
+                recipe="student",
+                parent=f"indep-{arch}",
+                data_half="b",
+                seed=3000 + i,
+            )
+        )
     return positives + mirrors + independent
 
 
@@ -92,31 +135,118 @@ def smoke_catalog() -> list[dict[str, Any]]:
     """A dozen tiny models that exercise every attack, a mirror pair and an independent pair."""
     pgd = {"steps": 2}
     rows = [
-        dict(id="source", role="positive", arch="resnet18", attack="scratch", recipe="source",
-             data_half="a", seed=0),
-        dict(id="ftll", role="positive", attack="finetune", recipe="finetune", parent="source",
-             params={"mode": "ftll"}, seed=1),
-        dict(id="rtal", role="positive", attack="finetune", recipe="finetune", parent="source",
-             params={"mode": "rtal"}, seed=2),
-        dict(id="prune-0.5", role="positive", attack="prune", recipe="finetune",
-             parent="source", params={"rate": 0.5}, seed=3),
-        dict(id="noise-3", role="positive", attack="noise", recipe="finetune", parent="source",
-             params={"level": 3}, seed=4),
-        dict(id="adv-0.5", role="positive", attack="adversarial", recipe="finetune",
-             parent="source", params={"ratio": 0.5, **pgd}, seed=5),
-        dict(id="distill-vgg13_bn", role="positive", arch="vgg13_bn", attack="distill",
-             recipe="student", parent="source", seed=6),
-        dict(id="knockoff-resnet18", role="positive", arch="resnet18", attack="knockoff",
-             recipe="student", parent="source", seed=7),
-        dict(id="mirror-source", role="negative", arch="resnet18", attack="scratch",
-             recipe="source", data_half="b", seed=10, mirror_of="source"),
-        dict(id="mirror-ftll", role="negative", attack="finetune", recipe="finetune",
-             parent="mirror-source", params={"mode": "ftll"}, data_half="b", seed=11,
-             mirror_of="ftll"),
-        dict(id="indep-vgg13_bn", role="negative", arch="vgg13_bn", attack="scratch",
-             recipe="source", data_half="b", seed=12),
-        dict(id="indep-vgg13_bn-distilled", role="negative", arch="resnet18", attack="distill",
-             recipe="student", parent="indep-vgg13_bn", data_half="b", seed=13),
+        dict(
+            id="source",
+            role="positive",
+            arch="resnet18",
+            attack="scratch",
+            recipe="source",
+            data_half="a",
+            seed=0,
+        ),
+        dict(
+            id="ftll",
+            role="positive",
+            attack="finetune",
+            recipe="finetune",
+            parent="source",
+            params={"mode": "ftll"},
+            seed=1,
+        ),
+        dict(
+            id="rtal",
+            role="positive",
+            attack="finetune",
+            recipe="finetune",
+            parent="source",
+            params={"mode": "rtal"},
+            seed=2,
+        ),
+        dict(
+            id="prune-0.5",
+            role="positive",
+            attack="prune",
+            recipe="finetune",
+            parent="source",
+            params={"rate": 0.5},
+            seed=3,
+        ),
+        dict(
+            id="noise-3",
+            role="positive",
+            attack="noise",
+            recipe="finetune",
+            parent="source",
+            params={"level": 3},
+            seed=4,
+        ),
+        dict(
+            id="adv-0.5",
+            role="positive",
+            attack="adversarial",
+            recipe="finetune",
+            parent="source",
+            params={"ratio": 0.5, **pgd},
+            seed=5,
+        ),
+        dict(
+            id="distill-vgg13_bn",
+            role="positive",
+            arch="vgg13_bn",
+            attack="distill",
+            recipe="student",
+            parent="source",
+            seed=6,
+        ),
+        dict(
+            id="knockoff-resnet18",
+            role="positive",
+            arch="resnet18",
+            attack="knockoff",
+            recipe="student",
+            parent="source",
+            seed=7,
+        ),
+        dict(
+            id="mirror-source",
+            role="negative",
+            arch="resnet18",
+            attack="scratch",
+            recipe="source",
+            data_half="b",
+            seed=10,
+            mirror_of="source",
+        ),
+        dict(
+            id="mirror-ftll",
+            role="negative",
+            attack="finetune",
+            recipe="finetune",
+            parent="mirror-source",
+            params={"mode": "ftll"},
+            data_half="b",
+            seed=11,
+            mirror_of="ftll",
+        ),
+        dict(
+            id="indep-vgg13_bn",
+            role="negative",
+            arch="vgg13_bn",
+            attack="scratch",
+            recipe="source",
+            data_half="b",
+            seed=12,
+        ),
+        dict(
+            id="indep-vgg13_bn-distilled",
+            role="negative",
+            arch="resnet18",
+            attack="distill",
+            recipe="student",
+            parent="indep-vgg13_bn",
+            data_half="b",
+            seed=13,
+        ),
     ]
     return rows
 
@@ -152,15 +282,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         "width": 1.0,
         "stem_stride": 1,
         "recipes": {
-            "source": {"train": train(40, 0.1, label_smoothing=0.1),
-                       "resources": {"num_cpus": 4, "num_gpus": 1}},
-            "scratch": {"train": train(40, 0.1, label_smoothing=0.1),
-                        "resources": {"num_cpus": 4, "num_gpus": 0.5}},
-            "finetune": {"train": train(10, 0.005, schedule="constant"),
-                         "resources": {"num_cpus": 2, "num_gpus": 0.25},
-                         "note": "the paper: 10 epochs, SGD lr 0.005"},
-            "adversarial": {"train": train(10, 0.005, schedule="constant"),
-                            "resources": {"num_cpus": 2, "num_gpus": 0.5}},
+            "source": {
+                "train": train(40, 0.1, label_smoothing=0.1),
+                "resources": {"num_cpus": 4, "num_gpus": 1},
+            },
+            "scratch": {
+                "train": train(40, 0.1, label_smoothing=0.1),
+                "resources": {"num_cpus": 4, "num_gpus": 0.5},
+            },
+            "finetune": {
+                "train": train(10, 0.005, schedule="constant"),
+                "resources": {"num_cpus": 2, "num_gpus": 0.25},
+                "note": "the paper: 10 epochs, SGD lr 0.005",
+            },
+            "adversarial": {
+                "train": train(10, 0.005, schedule="constant"),
+                "resources": {"num_cpus": 2, "num_gpus": 0.5},
+            },
             "student": {"train": train(40, 0.1), "resources": {"num_cpus": 4, "num_gpus": 0.5}},
             "knockoff": {"train": train(40, 0.1), "resources": {"num_cpus": 4, "num_gpus": 0.5}},
         },
@@ -179,7 +317,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "arch_width": {"shufflenet_v2": 0.5, "squeezenet": 0.5},
         "arch_stem_stride": {"mobilenet_v2": 1, "efficientnet_b0": 1},
         "arch_epoch_scale": {
-            "shufflenet_v2": 1.5, "squeezenet": 1.5, "densenet_bc": 1.5, "efficientnet_b0": 1.5,
+            "shufflenet_v2": 1.5,
+            "squeezenet": 1.5,
+            "densenet_bc": 1.5,
+            "efficientnet_b0": 1.5,
         },
         # bf16 autocast is 1.2-1.9x faster for dense convolutions on this CPU (AVX512-BF16) and
         # slower for depthwise ones, so the depthwise architectures stay fp32.
