@@ -146,6 +146,10 @@ SOURCE = {
             "no parameter 'ratee'",
         ),
         ([{**SOURCE, "recipe": "slow"}], "unknown recipe 'slow'"),
+        ([{**SOURCE, "id": "../../x"}], "model id '../../x' is not a safe name"),
+        ([{**SOURCE, "id": "/tmp/abs"}], "is not a safe name"),
+        ([{**SOURCE, "id": ""}], "is not a safe name"),
+        ([{**SOURCE, "id": "a\x00b"}], "is not a safe name"),
         ([{**SOURCE, "rol": "positive"}], "rol"),
     ],
 )

@@ -91,3 +91,22 @@ class _Touch:
 
     def __reduce__(self) -> tuple:
         return (Path.touch, (self.path,))
+
+
+def test_a_failing_command_leaves_the_previous_run_record_alone(tmp_path: Path) -> None:
+    record = tmp_path / "evaluation" / "config.yaml"
+    record.parent.mkdir()
+    record.write_text("the previous run's record\n")
+    code = main(
+        [
+            "evaluate",
+            "--set",
+            f"output_uri={record.parent}",
+            "--set",
+            f"bench_uri={tmp_path / 'no-bench'}",
+            "--set",
+            f"fingerprints.x={tmp_path / 'x.parquet'}",
+        ]
+    )
+    assert code == 2
+    assert record.read_text() == "the previous run's record\n"
