@@ -312,6 +312,7 @@ def test_screening_rules(tiny_world: tuple) -> None:
         ("reduction", "median", "reduction"),
         ("latent_max_norm", -1.0, "latent_max_norm"),
         ("negative_objective", "towards", "negative_objective"),
+        ("num_candidates", 1_000_000_000, "num_candidates is 1000000000, above"),
     ],
 )
 def test_bad_settings_name_their_field(field: str, value: object, match: str) -> None:

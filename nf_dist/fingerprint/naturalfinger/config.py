@@ -10,6 +10,16 @@ from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES
 from nf_dist.fingerprint.transforms import TRANSFORM_NAMES
 
 
+#: Upper bounds that keep one run's tensors in memory (candidates are generated in one go).
+LIMITS = {
+    "num_fingerprints": 100_000,
+    "num_candidates": 1_000_000,
+    "num_optimised": 100_000,
+    "steps": 1_000_000,
+    "batch_size": 100_000,
+}
+
+
 @dataclass(frozen=True)
 class NaturalFingerConfig:
     """Settings of one NaturalFinger generation (defaults: the paper's, NOTES.md).
@@ -114,6 +124,12 @@ class NaturalFingerConfig:
             raise ConfigError(
                 f"fingerprint.discriminator_loss must be one of {DISCRIMINATOR_LOSSES}"
             )
+        for name, cap in LIMITS.items():
+            if getattr(self, name) > cap:
+                raise ConfigError(
+                    f"fingerprint.{name} is {getattr(self, name)}, above the {cap} one run can "
+                    "hold in memory; lower it (a set is built from thousands, not millions)"
+                )
         if self.num_optimised > self.num_candidates:
             raise ConfigError("fingerprint.num_optimised cannot exceed fingerprint.num_candidates")
         choices = {
