@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nf_dist.config import load_config, parse_overrides, read_yaml
+from nf_dist.config import from_dict, load_config, parse_overrides, read_yaml
 from nf_dist.errors import NfDistError
 
 T = TypeVar("T")
@@ -205,32 +205,99 @@ def report(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from nf_dist.pipelines.verify import VerifyConfig, run_verify  # start-up cost: torch
+    from nf_dist.pipelines import verify as job  # start-up cost: torch
 
-    config = VerifyConfig(
-        fingerprints=args.fingerprints,
-        suspects=tuple(args.suspects),
-        positives=tuple(args.positive),
-        negatives=tuple(args.negative),
-        threshold=args.threshold,
-        unsafe_allow_pickle=tuple(args.unsafe_allow_pickle),
-    )
-    result = run_verify(config)
-    rows, metrics = result["suspects"], result["metrics"]
+    config = verify_config(args, job)
+    result = job.run_verify(config)
     if args.json:
         print(json.dumps(result))
         return 0
+    rows = result["suspects"]
     width = max(len(r["suspect"]) for r in rows) + 2
-    print(f"{'suspect':<{width}}{'matching rate':>14}  verdict (threshold {args.threshold})")
+    print(
+        f"{'suspect':<{width}}{'match':>7}{'queries':>9}{'p-value':>11}  verdict at "
+        f"false-positive rate {config.alpha:g}"
+    )
     for r in rows:
-        verdict_text = "STOLEN" if r["stolen"] else "independent"
-        print(f"{r['suspect']:<{width}}{r['matching_rate']:>14.3f}  {verdict_text}")
+        verdict = "STOLEN" if r["stolen"] else "independent"
+        print(
+            f"{r['suspect']:<{width}}{r['matching_rate']:>7.3f}{r['queries']:>9}"
+            f"{r['p_value']:>11.2e}  {verdict}"
+        )
+    metrics = result["metrics"]
     if metrics is not None:
         print(
             f"ARUC {metrics['aruc']:.4f}  ROC AUC {metrics['roc_auc']:.4f}  "
-            f"TPR@1%FPR {metrics['tpr_at_1pct_fpr']:.3f}  "
-            f"TPR@5%FPR {metrics['tpr_at_5pct_fpr']:.3f}"
+            f"TPR@1%FPR {metrics['tpr_at_1pct_fpr']:.3f}"
         )
+    if config.evidence_dir:
+        print(f"evidence records in {config.evidence_dir}")
+    return 0
+
+
+def verify_config(args: argparse.Namespace, job: Any) -> Any:
+    """``--config`` (if any) with the command line's suspects and settings added."""
+    base = read_yaml(args.config) if args.config else {}
+    names = args.class_names.split(",") if args.class_names else []
+    num_classes = args.num_classes or (len(names) if names else 10)
+
+    def file(uri: str, known: str | None) -> dict[str, Any]:
+        spec = {"uri": uri, "format": args.arch or "", "num_classes": num_classes}
+        spec["unsafe_pickle"] = uri in args.unsafe_allow_pickle
+        return {"file": spec, "known": known}
+
+    suspects = list(base.get("suspects", []))
+    suspects += [file(uri, None) for uri in args.suspects]
+    suspects += [file(uri, "stolen") for uri in args.positive]
+    suspects += [file(uri, "independent") for uri in args.negative]
+    for url in args.endpoint:
+        endpoint = {"url": url, "num_classes": num_classes, "class_names": names}
+        if args.token_env:
+            endpoint["token_env"] = args.token_env
+        suspects.append({"endpoint": endpoint})
+    flags = {
+        "fingerprints": args.fingerprints,
+        "null_uri": args.null,
+        "save_null_uri": args.save_null,
+        "alpha": args.alpha,
+        "batch": args.batch,
+        "evidence_dir": args.evidence,
+        "backend": args.backend,
+    }
+    data = {**base, **{k: v for k, v in flags.items() if v is not None}, "suspects": suspects}
+    if args.calibrate:
+        data["calibration"] = [*base.get("calibration", []), *args.calibrate]
+    if args.sequential:
+        data["sequential"] = True
+    return from_dict(job.VerifyConfig, data)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from nf_dist.pipelines import serve as job  # start-up cost: torch, uvicorn
+
+    names = tuple(args.class_names.split(",")) if args.class_names else ()
+    config = from_dict(
+        job.ServeConfig,
+        {
+            "model": {
+                "uri": args.model,
+                "format": args.arch or "",
+                "num_classes": args.num_classes,
+            },
+            "host": args.host,
+            "port": args.port,
+            "token_env": args.token_env,
+            "class_names": list(names),
+            "faults": {
+                "rate_429": args.fail_429,
+                "rate_500": args.fail_500,
+                "malformed": args.malformed,
+                "delay_s": args.delay,
+                "seed": args.seed,
+            },
+        },
+    )
+    job.run_serve(config)
     return 0
 
 
@@ -246,4 +313,5 @@ HANDLERS = {
     "tune": tune,
     "report": report,
     "verify": verify,
+    "serve": serve,
 }

@@ -134,9 +134,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="fingerprint sets to show as grids",
     )
 
-    verify = sub.add_parser("verify", help="check suspects against a fingerprint set")
-    verify.add_argument("fingerprints", help="fingerprint set (.parquet, local or s3://)")
-    verify.add_argument("suspects", nargs="*", help="suspect checkpoints (safetensors + sidecar)")
+    verify = sub.add_parser(
+        "verify",
+        help="check suspects (model files or HTTP APIs) against a fingerprint set: p-values, "
+        "verdicts at a chosen false-positive rate, evidence records",
+    )
+    verify.add_argument(
+        "fingerprints", nargs="?", help="fingerprint set (.parquet, local or s3://)"
+    )
+    verify.add_argument(
+        "suspects", nargs="*", help="suspect files: nf-dist checkpoints, .onnx, TorchScript (.ts)"
+    )
+    verify.add_argument("--config", help="YAML config (keys of VerifyConfig); flags add to it")
+    verify.add_argument(
+        "--endpoint", action="append", default=[], metavar="URL", help="a deployed suspect's API"
+    )
+    verify.add_argument(
+        "--calibrate",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="checkpoints of independent models you hold: they calibrate the null",
+    )
+    verify.add_argument("--null", help="a null saved by an earlier run (--save-null)")
+    verify.add_argument("--save-null", help="write the calibrated null here (JSON)")
+    verify.add_argument(
+        "--alpha", type=float, help="false-positive rate of the verdict (default 1e-3)"
+    )
+    verify.add_argument(
+        "--sequential", action="store_true", help="stop querying once the verdict is certain"
+    )
+    verify.add_argument("--batch", type=int, help="fingerprints per sequential look (default 10)")
+    verify.add_argument("--evidence", metavar="DIR", help="write an evidence record per suspect")
+    verify.add_argument(
+        "--arch",
+        help="the suspect files' format: onnx, torchscript, timm:<name>, torchvision:<name> "
+        "(default: from the file name)",
+    )
+    verify.add_argument("--num-classes", type=int, help="outputs of the suspects (default 10)")
+    verify.add_argument(
+        "--class-names", help="comma-separated class names, when an API answers names"
+    )
+    verify.add_argument(
+        "--token-env", help="environment variable holding the API's bearer token (never logged)"
+    )
     verify.add_argument(
         "--unsafe-allow-pickle",
         action="append",
@@ -146,16 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
         "It is read with torch's weights_only loader and needs a JSON sidecar",
     )
     verify.add_argument(
-        "--positive", nargs="*", default=[], help="suspects known to be stolen (for ARUC)"
+        "--positive", nargs="*", default=[], help="suspect files known to be stolen (metrics)"
     )
     verify.add_argument(
-        "--negative", nargs="*", default=[], help="suspects known to be independent (for ARUC)"
+        "--negative", nargs="*", default=[], help="suspect files known to be independent"
     )
-    verify.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="judge stolen when the matching rate is >= this (default 0.5)",
-    )
+    verify.add_argument("--backend", choices=["local", "ray"], help="ray: one task per suspect")
     verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    serve = sub.add_parser(
+        "serve", help="serve a model as a label-returning JSON API (tests, demos, benchmarks)"
+    )
+    serve.add_argument("model", help="the model file (any format verify takes)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--arch", help="the model file's format (as for verify)")
+    serve.add_argument("--num-classes", type=int, default=10)
+    serve.add_argument("--class-names", help="answer class names (comma-separated), not indices")
+    serve.add_argument("--token-env", help="require the bearer token held in this variable")
+    serve.add_argument("--fail-429", type=float, default=0.0, help="share of 429 answers")
+    serve.add_argument("--fail-500", type=float, default=0.0, help="share of 500 answers")
+    serve.add_argument("--malformed", type=float, default=0.0, help="share of malformed bodies")
+    serve.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    serve.add_argument("--seed", type=int, default=0, help="seeds the injected faults")
     return parser

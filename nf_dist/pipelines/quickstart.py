@@ -32,7 +32,7 @@ from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_gr
 from nf_dist.models.gan.train import load_gan
 from nf_dist.scoring import summarize
 from nf_dist.storage.artifacts import record_uri, same_key, write_record
-from nf_dist.verify import model_oracle, verify
+from nf_dist.verification import model_oracle, verify
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from nf_dist.config import from_dict
 from nf_dist.data import load_dataset
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.base import RunOptions
-from nf_dist.verify import model_oracle, verify
+from nf_dist.verification import model_oracle, verify
 
 #: Seconds-sized settings per method; a method registered without an entry here fails below.
 SMOKE_SETTINGS: dict[str, dict[str, Any]] = {

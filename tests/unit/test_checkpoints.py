@@ -111,10 +111,15 @@ def test_a_named_trusted_pickle_loads_and_still_runs_no_code(tmp_path: Path, cap
 
     # On the command line the flag unlocks exactly the file it names.
     fingerprints = _fingerprint_set(tmp_path, model)
-    allow_other = ["--unsafe-allow-pickle", str(evil)]
-    assert main(["verify", fingerprints, str(suspect), *allow_other]) == 2
+    independents = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        other = create_classifier("resnet18", width=0.125, stem_stride=2)
+        independents.append(save_classifier(other, str(tmp_path / f"independent{seed}")))
+    verify = ["verify", fingerprints, str(suspect), "--calibrate", *independents]
+    assert main([*verify, "--unsafe-allow-pickle", str(evil)]) == 2
     assert "--unsafe-allow-pickle" in capsys.readouterr().err
-    assert main(["verify", fingerprints, str(suspect), "--unsafe-allow-pickle", str(suspect)]) == 0
+    assert main([*verify, "--unsafe-allow-pickle", str(suspect)]) == 0
     assert "1.000" in capsys.readouterr().out  # the source's own labels: a full match
 
 

@@ -32,10 +32,11 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("verify", "{tmp}/missing.parquet", "m"), "no such fingerprint set"),
-        (("verify", "{tmp}", "m"), "is a directory"),
+        (("verify", "{tmp}/missing.parquet", "m", "--null", "n.json"), "no such fingerprint set"),
+        (("verify", "{tmp}", "m", "--null", "n.json"), "is a directory"),
         (("report", "{tmp}/no-evaluation"), "no such file"),
-        (("verify", "{tmp}/missing.parquet", "m", "--threshold", "1.5"), "threshold must lie"),
+        (("verify", "{tmp}/x.parquet", "m", "--null", "n.json", "--alpha", "1.5"), "alpha"),
+        (("verify", "{tmp}/x.parquet", "m"), "verify needs a null"),
         (("bench", "plan", "--profile", "{tmp}/missing.yaml"), "does not exist"),
     ],
 )
@@ -54,11 +55,12 @@ def test_an_unreachable_s3_endpoint_is_a_clear_error(tmp_path: Path) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_MAX_ATTEMPTS": "1",
     }
-    result = _run("verify", "s3://nowhere/set.parquet", "m", env=env)
+    result = _run("verify", "s3://nowhere/set.parquet", "m", "--null", "n.json", env=env)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "nf-dist: error: " in result.stderr and "Traceback" not in result.stderr
 
 
 def test_quick_error_exits_are_stable(tmp_path: Path) -> None:
-    codes = {_run("verify", str(tmp_path / "missing.parquet"), "m").returncode for _ in range(6)}
+    missing = str(tmp_path / "missing.parquet")
+    codes = {_run("verify", missing, "m", "--null", "n.json").returncode for _ in range(6)}
     assert codes == {2}

@@ -9,7 +9,6 @@ from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES
 from nf_dist.fingerprint.transforms import TRANSFORM_NAMES
 
-
 #: Upper bounds that keep one run's tensors in memory (candidates are generated in one go).
 LIMITS = {
     "num_fingerprints": 100_000,
