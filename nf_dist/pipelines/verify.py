@@ -140,6 +140,12 @@ def check_one(
 ) -> dict[str, Any]:
     """Verify one suspect; returns its row (and writes its evidence)."""
     if spec.endpoint is not None:
+        needed = len(fingerprints) + round(len(fingerprints) * spec.endpoint.cover_ratio)
+        if spec.endpoint.budget < needed:
+            raise ConfigError(
+                f"endpoint.budget {spec.endpoint.budget} is smaller than the {needed} images a "
+                f"full run may send ({len(fingerprints)} fingerprints and their cover); raise it"
+            )
         log = (
             f"{config.evidence_dir}/{_slug(spec.label)}.queries.jsonl"
             if config.evidence_dir

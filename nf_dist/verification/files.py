@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors_bytes
 
 from nf_dist.errors import CheckpointError, ConfigError
 from nf_dist.models.checkpoint import load_classifier
-from nf_dist.storage.uri import read_bytes
+from nf_dist.storage.uri import is_remote, read_bytes
 from nf_dist.verification.oracles import LabelOracle, Preprocessing, model_oracle, module_oracle
 
 FORMATS = ("checkpoint", "onnx", "torchscript")
@@ -148,10 +148,10 @@ def _load_strict(module: torch.nn.Module, uri: str) -> None:
 def _onnx_oracle(suspect: SuspectFile) -> LabelOracle:
     import onnxruntime  # only for ONNX suspects: its import is slow
 
+    # A local file is opened by path, so weights stored beside it (external data) load too.
+    source = suspect.uri if not is_remote(suspect.uri) else read_bytes(suspect.uri)
     try:
-        session = onnxruntime.InferenceSession(
-            read_bytes(suspect.uri), providers=["CPUExecutionProvider"]
-        )
+        session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise CheckpointError(f"{suspect.uri} is not a loadable ONNX model ({exc})") from exc
     (model_input,) = session.get_inputs()
