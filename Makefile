@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 LOCK   := requirements.lock
 
-.PHONY: setup run test lint typecheck lockcheck unit slow lock clean
+.PHONY: setup run test lint typecheck lockcheck unit slow lock device-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: lint typecheck lockcheck unit
 
 slow: setup
 	$(BIN)/python -m pytest -m slow -q
+
+# The GPU path, measured on a lent device (benchmarks/device_check.py; --smoke on a CPU).
+device-check: setup
+	$(BIN)/python -m benchmarks.device_check
 
 # Refresh the lock: a fresh environment from pyproject.toml alone, frozen.
 lock:
