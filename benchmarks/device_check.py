@@ -95,6 +95,8 @@ SMOKE = Sizes(
     0.5,
     DataConfig(half_size=300, finetune_size=100, test_size=100),
 )
+#: A floor for starting an embedded Ray and building one row, whatever the device.
+RAY_START_S = 10.0
 #: The share of the time budget each stage may use.
 SLICES = {"env": 0.02, "classifiers": 0.3, "gan": 0.1, "latent_step": 0.25, "bench": 0.33}
 
@@ -311,6 +313,8 @@ def bench_stage(stage: Stage, sizes: Sizes, work: Path) -> dict[str, Any]:
     and the whole profile extrapolated."""
     from nf_dist.bench.build import BuildConfig, build_bench
 
+    # Starting Ray and building even one row takes tens of seconds; refuse before starting.
+    stage.fits(RAY_START_S, "starting Ray and the bench rows")
     profile_name = "paper" if sizes is FULL else "smoke"
     rows = ROWS if sizes is FULL else ("source", "ftll", "prune-0.5", "distill-vgg13_bn")
     profile = load_profile(profile_name)
