@@ -181,7 +181,7 @@ def classifier_stage(stage: Stage, sizes: Sizes, splits: Any) -> dict[str, Any]:
         for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
             model = create_classifier(arch, 10, sizes.width, sizes.stem_stride)
-            model = model.to(stage.device, memory_format=torch.channels_last)
+            model = model.to(stage.device).to(memory_format=torch.channels_last)
             config = TrainConfig(epochs=sizes.epochs, batch_size=256, lr=0.1, precision=precision)
             probe = replace(config, epochs=min(1.0, 1024 / len(data)))  # the first few batches
             started = time.perf_counter()
@@ -280,13 +280,13 @@ def latent_stage(stage: Stage, sizes: Sizes, work: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"latents": sizes.latents, "reference_s": _timed(step, sizes.repeats)}
     gpus = torch.cuda.device_count()
     init_ray(num_cpus=None)
+    targets = Targets(*(t.cpu() for t in labels))
     for shards, fraction in ((1, 1.0), (2, 0.5), (4, 0.25)):
         asks = ShardAsks(num_cpus=0.25 if gpus == 0 else 1.0, num_gpus=fraction if gpus else 0.0)
         with RayModelGradients(gan_uri, uris[:4], uris[4:], shards, asks) as engine:
             engine.wait_ready()
             result[f"ray_{shards}_shards_s"] = _timed(
-                lambda e=engine: e(z.cpu(), Targets(*(t.cpu() for t in labels)), plan, objective),
-                sizes.repeats,
+                lambda: engine(z.cpu(), targets, plan, objective), sizes.repeats
             )
     images = torch.rand(sizes.latents, 3, 32, 32, device=stage.device)
     stacked = StackedModels(on_device)
@@ -380,7 +380,10 @@ def extrapolate(profile: Any, measured: list[dict[str, Any]]) -> dict[str, Any]:
             longest_child = max(longest_child, seconds)
     chain = source_seconds + longest_child
     return {
-        "method": extrapolate.__doc__.split("Method: ", 1)[1].strip().replace("\n    ", " "),
+        "method": (extrapolate.__doc__ or "")
+        .split("Method: ", 1)[1]
+        .strip()
+        .replace("\n    ", " "),
         "gpu_seconds": round(gpu_seconds, 1),
         "wall_s_1_gpu": round(max(gpu_seconds, chain), 1),
         "wall_s_8_gpus": round(max(gpu_seconds / 8, chain), 1),

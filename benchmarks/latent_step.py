@@ -26,7 +26,12 @@ from nf_dist import bench
 from nf_dist.distributed.cluster import init_ray
 from nf_dist.distributed.sharded import RayModelGradients
 from nf_dist.fingerprint.losses import cw_loss
-from nf_dist.fingerprint.naturalfinger import LocalModelGradients, Objective, StepPlan
+from nf_dist.fingerprint.naturalfinger import (
+    LocalModelGradients,
+    Objective,
+    StepPlan,
+    Targets,
+)
 from nf_dist.fingerprint.stacked import StackedModels
 from nf_dist.fingerprint.transforms import TransformSpec, apply_transform
 from nf_dist.models.gan.train import load_gan
@@ -66,14 +71,13 @@ def main() -> None:
     negatives = [built.model(i).requires_grad_(False) for i in NEGATIVES]
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(args.latents, z_dim, generator=gen)
-    labels = tuple(torch.randint(0, 10, (args.latents,), generator=gen) for _ in range(3))
-    y_gen, y_orig, y_adv = labels
+    targets = Targets(*(torch.randint(0, 10, (args.latents,), generator=gen) for _ in range(3)))
+    y_gen, y_orig, y_adv = targets.y_gen, targets.y_orig, targets.y_adv
     plan = StepPlan((0, 1, 2, 3), (0, 1, 2, 3), TransformSpec("identity", {}), 0)
+    objective = Objective(50.0)
 
-    reference = LocalModelGradients(
-        generator, positives, negatives, y_gen, y_orig, y_adv, Objective(50.0)
-    )
-    reference_s = timed(lambda: reference(z, plan), args.repeats)
+    reference = LocalModelGradients(generator, positives, negatives)
+    reference_s = timed(lambda: reference(z, targets, plan, objective), args.repeats)
 
     def authors_loop() -> torch.Tensor:
         # The authors' style: a fresh G(z) and a separate backward per model.
@@ -90,17 +94,14 @@ def main() -> None:
     init_ray(num_cpus=2)
     ray_s = {}
     for shards in (1, 2):
-        engine = RayModelGradients(
+        with RayModelGradients(
             str(Path(args.gan).resolve()),
             [store_uris[i] for i in POSITIVES],
             [store_uris[i] for i in NEGATIVES],
             shards,
-            labels,
-            Objective(50.0),
-        )
-        engine.wait_ready()
-        ray_s[shards] = timed(lambda engine=engine: engine(z, plan), args.repeats)
-        engine.shutdown()
+        ) as engine:
+            engine.wait_ready()
+            ray_s[shards] = timed(lambda: engine(z, targets, plan, objective), args.repeats)
         time.sleep(1)
 
     same = [built.model(i).requires_grad_(False) for i in SAME_ARCH]

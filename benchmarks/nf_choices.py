@@ -28,8 +28,10 @@ import numpy as np
 
 from benchmarks.common import machine
 from nf_dist.bench import load
+from nf_dist.bench.selection import ModelSelection
 from nf_dist.config import from_dict, load_config, to_dict
-from nf_dist.errors import FingerprintError
+from nf_dist.distributed.engines import ShardingConfig
+from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
 from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
@@ -44,36 +46,40 @@ class ChoicesConfig:
     """What to measure (see the module docstring)."""
 
     name: str = "nf_choices"
-    bench_uri: str = "runs/bench/cpu"
     gan_uri: str = ""
-    positives: tuple[str, ...] = ()
-    negatives: tuple[str, ...] = ()
+    models: ModelSelection = field(
+        default_factory=lambda: ModelSelection(bench_uri="runs/bench/cpu")
+    )
     validation_fraction: float = 0.3
     split_seed: int = 0
     base: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
-    engine: str = "local"
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
     work_dir: str = "runs/nf_choices"
 
 
 def validation_ids(config: ChoicesConfig) -> tuple[str, ...]:
     """The validation suspects of ``nf-dist tune``'s three-way split, with every model any
     variant generates from counted as a generation model (so all variants share one split)."""
-    positives = dict.fromkeys(config.positives)
-    negatives = dict.fromkeys(config.negatives)
+    positives = dict.fromkeys(config.models.positives)
+    negatives = dict.fromkeys(config.models.negatives)
     for changes in config.variants.values():
         positives.update(dict.fromkeys(changes.get("positives", ())))
         negatives.update(dict.fromkeys(changes.get("negatives", ())))
     tune = TuneJobConfig(
-        bench_uri=config.bench_uri,
         gan_uri=config.gan_uri,
-        positives=tuple(positives),
-        negatives=tuple(negatives),
+        models=replace(config.models, positives=tuple(positives), negatives=tuple(negatives)),
         validation_fraction=config.validation_fraction,
         split_seed=config.split_seed,
     )
-    return three_way_split(load(config.bench_uri).manifest.to_pylist(), tune).validation
+    return three_way_split(load(bench_uri(config)).manifest.to_pylist(), tune).validation
+
+
+def bench_uri(config: ChoicesConfig) -> str:
+    if not config.models.bench_uri:
+        raise ConfigError("models.bench_uri: name the built benchmark the variants are scored on")
+    return config.models.bench_uri
 
 
 def score(scorer: ValidationScorer, fingerprints: FingerprintSet) -> dict[str, Any]:
@@ -94,18 +100,19 @@ def run_one(
     config: ChoicesConfig, name: str, seed: int, scorer: ValidationScorer
 ) -> dict[str, Any]:
     changes = dict(config.variants[name])
-    positives = tuple(changes.pop("positives", config.positives))
-    negatives = tuple(changes.pop("negatives", config.negatives))
+    models = replace(
+        config.models,
+        positives=tuple(changes.pop("positives", config.models.positives)),
+        negatives=tuple(changes.pop("negatives", config.models.negatives)),
+    )
     settings = replace(
         from_dict(NaturalFingerConfig, {**to_dict(config.base), **changes}), seed=seed
     )
     job = FingerprintJobConfig(
         output_uri=f"{config.work_dir}/{config.name}/{name}-seed{seed}.parquet",
         gan_uri=config.gan_uri,
-        bench_uri=config.bench_uri,
-        positives=positives,
-        negatives=negatives,
-        engine=config.engine,  # type: ignore[arg-type]
+        models=models,
+        sharding=config.sharding,
         fingerprint=settings,
     )
     started = time.perf_counter()
@@ -160,7 +167,7 @@ def main() -> None:
     )
     done = {(r["variant"], r["seed"]) for r in rows}
     validation = validation_ids(config)
-    scorer = ValidationScorer(config.bench_uri, validation)
+    scorer = ValidationScorer(bench_uri(config), validation)
     for name in config.variants:
         for seed in config.seeds:
             if (name, seed) in done:
