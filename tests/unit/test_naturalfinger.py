@@ -99,6 +99,40 @@ def test_initial_selection_and_labels(tiny_world: tuple) -> None:
     assert (random != y_orig).all()
 
 
+class _HashLabels(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        label = (x.mean((1, 2, 3)) * 1e4).long() % 10
+        return torch.nn.functional.one_hot(label, 10).float()
+
+
+def test_unique_selection_starts_where_fewest_negatives_share_the_label(
+    tiny_world: tuple,
+) -> None:
+    generator, _, positives, _ = tiny_world
+    # Negatives that share some of the source's labels: the source itself, and one whose
+    # label is a hash of the image, so the number agreeing with y_orig varies by candidate.
+    negatives = [positives[0], _HashLabels()]
+    base = NaturalFingerConfig(num_candidates=64, num_optimised=8, batch_size=32)
+    unique = NaturalFingerConfig(
+        num_candidates=64, num_optimised=8, batch_size=32, initial_selection="unique"
+    )
+    candidates = draw_candidates(Z_DIM, 10, base)
+    agreeing = select_initial(
+        generator, positives, *candidates, NaturalFingerConfig(num_candidates=64, num_optimised=64)
+    )
+
+    def shared(z: torch.Tensor, y_gen: torch.Tensor, y_orig: torch.Tensor) -> torch.Tensor:
+        images = generator(z, y_gen)
+        return sum((m(images).argmax(1) == y_orig).long() for m in negatives)  # type: ignore[return-value]
+
+    every = shared(*agreeing)
+    assert every.min() < every.max(), "the tiny world must give the ranking something to rank"
+    z, y_gen, y_orig = select_initial(generator, positives, *candidates, unique, negatives)
+    picked = shared(z, y_gen, y_orig)
+    assert len(z) == 8
+    assert torch.equal(picked, torch.sort(every).values[:8]), "the 8 least shared, in rank order"
+
+
 def test_golden_optimisation(tiny_world: tuple) -> None:
     generator, discriminator, positives, negatives = tiny_world
     config = NaturalFingerConfig(

@@ -51,6 +51,8 @@ class NaturalFingerConfig:
         candidate_classes: generator classes of the candidates and the initial selection;
             ``balanced`` draws classes round-robin and picks the initial samples evenly over
             y_orig so fingerprints cover many decision boundaries (paper: ``random``).
+        initial_selection: ``agreement`` takes the first candidates every positive labels alike
+            (the paper); ``unique`` ranks those by how few negatives already answer y_orig.
         negative_objective: ``adversarial`` pushes negatives onto y_adv (the paper);
             ``away`` pushes them off y_orig (CW margin of y_orig over the best other class),
             which is what verification tests.
@@ -90,6 +92,7 @@ class NaturalFingerConfig:
     reduction: Literal["sum", "mean"] = "mean"
     latent_max_norm: float | None = None
     candidate_classes: Literal["balanced", "random"] = "random"
+    initial_selection: Literal["agreement", "unique"] = "agreement"
     negative_objective: Literal["adversarial", "away"] = "adversarial"
     screen_negatives: Literal["adversarial", "not_original"] = "adversarial"
     screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
@@ -134,6 +137,7 @@ class NaturalFingerConfig:
         choices = {
             "reduction": ("sum", "mean"),
             "candidate_classes": ("balanced", "random"),
+            "initial_selection": ("agreement", "unique"),
             "negative_objective": ("adversarial", "away"),
             "screen_negatives": ("adversarial", "not_original"),
             "adversarial_label_models": ("negative", "positive"),

@@ -57,7 +57,7 @@ def prepare(
         FingerprintError: no candidate is labelled alike by every positive.
     """
     z, y_gen, y_orig = select_initial(
-        generator, positives, *draw_candidates(z_dim, num_classes, config), config
+        generator, positives, *draw_candidates(z_dim, num_classes, config), config, negatives
     )
     if config.adversarial_labels:
         voters = negatives if config.adversarial_label_models == "negative" else positives
@@ -103,8 +103,13 @@ def select_initial(
     z: torch.Tensor,
     y: torch.Tensor,
     config: NaturalFingerConfig,
+    negatives: Sequence[nn.Module] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep candidates every positive model labels alike; returns (z, y_gen, y_orig).
+
+    With ``initial_selection: unique`` those agreeing candidates are ranked by how few
+    ``negatives`` already answer y_orig (stable, so ties keep the draw order) before the first
+    ``num_optimised`` (or the balanced pick) are taken, and come out in that rank order.
 
     Raises:
         FingerprintError: no candidate passes (the generator or the positives are too poor).
@@ -113,6 +118,12 @@ def select_initial(
     votes = predictions(positives, images, config.batch_size)
     agree = (votes == votes[0]).all(dim=0)
     agreeing = torch.nonzero(agree).squeeze(1)
+    if config.initial_selection == "unique" and len(negatives) and len(agreeing):
+        # Start where the owner's lineage already differs from independent models: the
+        # optimisation then has less to undo and the image is less likely to be a plain,
+        # universally recognised object that every held-out model labels alike.
+        shared = predictions(negatives, images[agreeing], config.batch_size) == votes[0, agreeing]
+        agreeing = agreeing[torch.argsort(shared.sum(0), stable=True)]
     if config.candidate_classes == "balanced":
         chosen = agreeing[balanced_pick(votes[0, agreeing], config.num_optimised)]
     else:
