@@ -96,9 +96,8 @@ def score(scorer: ValidationScorer, fingerprints: FingerprintSet) -> dict[str, A
     }
 
 
-def run_one(
-    config: ChoicesConfig, name: str, seed: int, scorer: ValidationScorer
-) -> dict[str, Any]:
+def job_for(config: ChoicesConfig, name: str, seed: int) -> FingerprintJobConfig:
+    """The fingerprint job of one variant and seed."""
     changes = dict(config.variants[name])
     models = replace(
         config.models,
@@ -108,23 +107,40 @@ def run_one(
     settings = replace(
         from_dict(NaturalFingerConfig, {**to_dict(config.base), **changes}), seed=seed
     )
-    job = FingerprintJobConfig(
+    return FingerprintJobConfig(
         output_uri=f"{config.work_dir}/{config.name}/{name}-seed{seed}.parquet",
         gan_uri=config.gan_uri,
         models=models,
         sharding=config.sharding,
         fingerprint=settings,
     )
+
+
+def generate(config: ChoicesConfig, name: str, seed: int) -> FingerprintSet:
+    """Generate (or resume) one run; its first complete generation's wall time is kept in a
+    ``.seconds`` file beside the set, so scoring later does not mistake a re-screen for it."""
+    job = job_for(config, name, seed)
+    seconds_file = Path(job.output_uri).with_suffix(".seconds")
     started = time.perf_counter()
+    fingerprints = run_fingerprint(job, progress=False)
+    if not seconds_file.exists():
+        seconds_file.write_text(f"{time.perf_counter() - started:.1f}\n")
+    return fingerprints
+
+
+def run_one(
+    config: ChoicesConfig, name: str, seed: int, scorer: ValidationScorer
+) -> dict[str, Any]:
     try:
-        fingerprints = run_fingerprint(job, progress=False)
+        fingerprints = generate(config, name, seed)
     except FingerprintError as exc:
         return {"variant": name, "seed": seed, "failure": str(exc), "num_fingerprints": 0}
+    seconds_file = Path(job_for(config, name, seed).output_uri).with_suffix(".seconds")
     return {
         "variant": name,
         "seed": seed,
         "settings": config.variants[name],
-        "wall_s": round(time.perf_counter() - started, 1),
+        "wall_s": float(seconds_file.read_text()),
         "num_selected": fingerprints.info.get("num_selected"),
         "num_passed_screening": fingerprints.info.get("num_passed_screening"),
         **score(scorer, fingerprints),
@@ -156,9 +172,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--generate-only",
+        action="store_true",
+        help="generate every run's set (resumable) without scoring, e.g. while the "
+        "validation suspects are still being built",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     config = load_config(ChoicesConfig, args.config, args.overrides)
+    if args.generate_only:
+        for name in config.variants:
+            for seed in config.seeds:
+                try:
+                    generate(config, name, seed)
+                except FingerprintError as exc:
+                    logging.warning("%s seed %d: %s", name, seed, exc)
+        return
     lines_uri = RESULTS / f"{config.name}.jsonl"
     rows = (
         [json.loads(line) for line in lines_uri.read_text().splitlines()]
