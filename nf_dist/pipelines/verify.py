@@ -13,6 +13,7 @@ evidence record (:mod:`nf_dist.verification.evidence`). Several suspects run as 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,10 +34,12 @@ from nf_dist.verification.decision import (
     decide,
     fit_null,
 )
-from nf_dist.verification.evidence import build_record, write_evidence
+from nf_dist.verification.evidence import build_record, set_digest, write_evidence
 from nf_dist.verification.files import SuspectFile, open_suspect
 from nf_dist.verification.http import EndpointConfig, HttpOracle
 from nf_dist.verification.oracles import model_oracle
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,22 +115,38 @@ class VerifyConfig:
 
 
 def calibrate(config: VerifyConfig, fingerprints: FingerprintSet) -> NullModel:
-    """The null: loaded, or fitted on the calibration models' matching rates."""
+    """The null: loaded, or fitted on the calibration models' matching rates.
+
+    A null describes how independent models answer one fingerprint set, so a saved null records
+    the set's sha256 and is refused for any other set.
+
+    Raises:
+        ConfigError: a file that is not a saved null, or one fitted on another set.
+    """
+    digest = set_digest(config.fingerprints)
     if config.null_uri is not None:
         try:
             saved = json.loads(read_bytes(config.null_uri))
-            return NullModel(
+            null = NullModel(
                 saved["a"], saved["b"], saved["calibration_mean"], saved["calibration_models"]
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{config.null_uri} is not a saved null ({exc})") from exc
+        if saved.get("fingerprints_sha256", digest) != digest:
+            raise ConfigError(
+                f"{config.null_uri} was calibrated on another fingerprint set (sha256 "
+                f"{saved['fingerprints_sha256']}), not {config.fingerprints}; calibrate a null "
+                "for this set (--calibrate MODEL ... --save-null FILE)"
+            )
+        return null
     rates = []
     for uri in config.calibration:
         model, _ = load_classifier(uri)
         rates.append(matching_rate(model_oracle(model)(fingerprints.inputs()), fingerprints.y_orig))
     null = fit_null(rates, len(fingerprints))
     if config.save_null_uri is not None:
-        write_bytes_atomic(config.save_null_uri, json.dumps(null.to_dict(), indent=2).encode())
+        record = {**null.to_dict(), "fingerprints_sha256": digest}
+        write_bytes_atomic(config.save_null_uri, json.dumps(record, indent=2).encode())
     return null
 
 
@@ -152,6 +171,17 @@ def check_one(
             else None
         )
         oracle: Any = HttpOracle(spec.endpoint, cover, log)
+        resumed = len(oracle.log.records)
+        if resumed:
+            # Answers are keyed by image only: whatever serves the URL now is not asked again.
+            logger.warning(
+                "%s holds %d answers from an earlier run (since %s); they are reused, not asked "
+                "again; to query %s anew, use a fresh evidence directory",
+                log,
+                resumed,
+                oracle.log.records[0].get("time"),
+                spec.endpoint.url,
+            )
         identity, kind, classes = spec.endpoint.url, "http", spec.endpoint.num_classes
     else:
         assert spec.file is not None
@@ -173,6 +203,7 @@ def check_one(
     if isinstance(oracle, HttpOracle):
         suspect["query_log_sha256"] = oracle.log.sha256()
         suspect["images_sent"] = oracle.sent
+        suspect["answers_resumed"] = resumed
         queries = [r for r in oracle.log.records if not r.get("cover")]
         oracle.close()
     if config.evidence_dir:

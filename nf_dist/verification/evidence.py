@@ -95,6 +95,11 @@ def markdown(record: dict[str, Any]) -> str:
                 f"; query log sha256 `{suspect['query_log_sha256']}`"
                 if suspect.get("query_log_sha256")
                 else ""
+            )
+            + (
+                f"; {suspect['answers_resumed']} answers resumed from an earlier run's log"
+                if suspect.get("answers_resumed")
+                else ""
             ),
             f"- tool: nf-dist {record['tool']['version']} "
             f"({record['tool']['git_sha'] or 'no git'}), {record['created']}",

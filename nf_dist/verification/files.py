@@ -27,7 +27,8 @@ from safetensors.torch import load as load_safetensors_bytes
 
 from nf_dist.errors import CheckpointError, ConfigError
 from nf_dist.models.checkpoint import load_classifier
-from nf_dist.storage.uri import is_remote, read_bytes
+from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX, checkpoint_stem
+from nf_dist.storage.uri import exists, is_remote, read_bytes
 from nf_dist.verification.oracles import LabelOracle, Preprocessing, model_oracle, module_oracle
 
 FORMATS = ("checkpoint", "onnx", "torchscript")
@@ -74,8 +75,13 @@ class OpenedSuspect:
 
 
 def file_sha256(uri: str) -> str:
-    """The sha256 of a suspect file (of its weights, for a checkpoint stem)."""
-    path = uri if Path(uri).suffix else uri + ".safetensors"
+    """The sha256 of a suspect file (of its weights, for a checkpoint's stem or sidecar).
+
+    A stem may hold dots (``models/prune_0.6``), so it is told by the file's absence, not by
+    the look of a suffix.
+    """
+    stem = checkpoint_stem(uri)
+    path = stem + WEIGHTS_SUFFIX if stem != uri or not exists(uri) else uri
     return hashlib.sha256(read_bytes(path)).hexdigest()
 
 

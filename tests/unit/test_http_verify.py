@@ -5,6 +5,7 @@ tokens kept secret, resumed runs, the same verdicts from every model format."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -242,3 +243,61 @@ def test_bad_answers_and_bad_suspects_are_clear_errors(
     torch.onnx.export(source, (torch.rand(1, 3, 64, 64),), str(wide), input_names=["x"])
     assert _verify(world, str(wide), capsys=capsys)[0] == 2
     assert "declare the suspect's preprocessing.size" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_name_holds_a_dot_is_verified(
+    world: dict, capsys: pytest.CaptureFixture
+) -> None:
+    import hashlib
+
+    from nf_dist.models.checkpoint import save_classifier
+    from nf_dist.verification.files import SuspectFile, open_suspect
+
+    source, _ = load_classifier(world["source"])
+    stem = save_classifier(source, str(world["folder"] / "prune_0.6"))  # as zoo ids are named
+    weights = Path(stem + ".safetensors").read_bytes()
+    opened = open_suspect(SuspectFile(stem))
+    assert opened.identity == f"sha256:{hashlib.sha256(weights).hexdigest()}"
+    code, result = _verify(world, stem, capsys=capsys)
+    assert code == 0 and result is not None
+    assert result["suspects"][0]["matching_rate"] == 1.0
+
+
+def test_a_saved_null_holds_only_for_its_own_set(
+    world: dict, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    null = tmp_path / "null.json"
+    code, fitted = _verify(world, world["source"], "--save-null", str(null), capsys=capsys)
+    assert code == 0 and fitted is not None
+    assert json.loads(null.read_text())["fingerprints_sha256"]
+    capsys.readouterr()
+    assert main(["verify", world["set"], world["source"], "--null", str(null), "--json"]) == 0
+    reused = json.loads(capsys.readouterr().out)
+    assert reused["suspects"] == fitted["suspects"]
+
+    other = str(tmp_path / "other.parquet")
+    images = np.random.default_rng(4).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    labels = predict(load_classifier(world["source"])[0], images)
+    save_fingerprint_set(FingerprintSet(images, labels, (labels + 1) % 10), other)
+    assert main(["verify", other, world["source"], "--null", str(null)]) == 2
+    assert "calibrated on another fingerprint set" in capsys.readouterr().err
+
+
+def test_a_rerun_into_the_same_evidence_says_it_reused_the_answers(
+    world: dict,
+    served: str,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    evidence = tmp_path / "ev"
+    args = ["--endpoint", f"{served}/predict", "--evidence", str(evidence)]
+    assert _verify(world, *args, capsys=capsys)[0] == 0
+    (record_path,) = evidence.glob("*.json")
+    assert json.loads(record_path.read_text())["suspect"]["answers_resumed"] == 0
+    # Whatever serves the URL now is not asked again: the record and the log say so.
+    with caplog.at_level(logging.WARNING, logger="nf_dist.pipelines.verify"):
+        assert _verify(world, *args, capsys=capsys)[0] == 0
+    assert "use a fresh evidence directory" in caplog.text
+    assert json.loads(record_path.read_text())["suspect"]["answers_resumed"] == 80  # with cover
+    assert "80 answers resumed" in record_path.with_suffix(".md").read_text()
