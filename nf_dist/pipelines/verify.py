@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -139,6 +140,15 @@ def calibrate(config: VerifyConfig, fingerprints: FingerprintSet) -> NullModel:
                 "for this set (--calibrate MODEL ... --save-null FILE)"
             )
         return null
+    generation = {PurePosixPath(str(n)).name for n in fingerprints.info.get("negatives", [])}
+    for uri in config.calibration:
+        if PurePosixPath(uri).name in generation:
+            logger.warning(
+                "calibration model %s generated this set (it was screened to disagree with the "
+                "fingerprints), so the null it gives is too lenient; calibrate on independent "
+                "models held out from generation",
+                uri,
+            )
     rates = []
     for uri in config.calibration:
         model, _ = load_classifier(uri)

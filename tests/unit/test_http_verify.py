@@ -22,9 +22,14 @@ import pytest
 import torch
 
 from nf_dist.cli import main
-from nf_dist.fingerprint.fingerprint_set import FingerprintSet, save_fingerprint_set
+from nf_dist.fingerprint.fingerprint_set import (
+    FingerprintSet,
+    load_fingerprint_set,
+    save_fingerprint_set,
+)
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.inference import predict
+from nf_dist.pipelines.verify import VerifyConfig, calibrate
 
 TOKEN_ENV = "NF_TEST_SUSPECT_TOKEN"
 
@@ -301,3 +306,19 @@ def test_a_rerun_into_the_same_evidence_says_it_reused_the_answers(
     assert "use a fresh evidence directory" in caplog.text
     assert json.loads(record_path.read_text())["suspect"]["answers_resumed"] == 80  # with cover
     assert "80 answers resumed" in record_path.with_suffix(".md").read_text()
+
+
+def test_calibrating_on_a_generation_negative_warns_that_the_null_is_too_lenient(
+    world: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fingerprints = load_fingerprint_set(world["set"])
+    fingerprints.info["negatives"] = [world["calibration"][0]]  # as if it generated the set
+    generated = str(tmp_path / "generated.parquet")
+    save_fingerprint_set(fingerprints, generated)
+    with caplog.at_level(logging.WARNING, logger="nf_dist.pipelines.verify"):
+        calibrate(
+            VerifyConfig(fingerprints=generated, calibration=world["calibration"]),
+            load_fingerprint_set(generated),
+        )
+    warned = [r.getMessage() for r in caplog.records if "too lenient" in r.getMessage()]
+    assert len(warned) == 1 and world["calibration"][0] in warned[0]
