@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import statistics
 import sys
 import time
@@ -36,6 +37,7 @@ from nf_dist.fingerprint.fingerprint_set import FingerprintSet
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
 from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
 from nf_dist.pipelines.tune import TuneJobConfig, ValidationScorer, three_way_split
+from nf_dist.storage.artifacts import sibling
 
 RESULTS = Path(__file__).parent / "results"
 BUDGET = 100
@@ -99,6 +101,7 @@ def score(scorer: ValidationScorer, fingerprints: FingerprintSet) -> dict[str, A
 def job_for(config: ChoicesConfig, name: str, seed: int) -> FingerprintJobConfig:
     """The fingerprint job of one variant and seed."""
     changes = dict(config.variants[name])
+    changes.pop("rescreen_of", None)
     models = replace(
         config.models,
         positives=tuple(changes.pop("positives", config.models.positives)),
@@ -118,13 +121,27 @@ def job_for(config: ChoicesConfig, name: str, seed: int) -> FingerprintJobConfig
 
 def generate(config: ChoicesConfig, name: str, seed: int) -> FingerprintSet:
     """Generate (or resume) one run; its first complete generation's wall time is kept in a
-    ``.seconds`` file beside the set, so scoring later does not mistake a re-screen for it."""
+    ``.seconds`` file beside the set, so scoring later does not mistake a re-screen for it.
+
+    A variant with ``rescreen_of: OTHER`` differs from OTHER only in screening fields: it
+    re-screens OTHER's finished optimisation (its time counts OTHER's)."""
     job = job_for(config, name, seed)
     seconds_file = Path(job.output_uri).with_suffix(".seconds")
+    parent_seconds = 0.0
+    parent = config.variants[name].get("rescreen_of")
+    if parent is not None:  # the same optimisation screened otherwise: start from its end
+        generate(config, parent, seed)
+        parent_uri = job_for(config, parent, seed).output_uri
+        parent_seconds = float(Path(parent_uri).with_suffix(".seconds").read_text())
+        for suffix in (".json", ".safetensors"):
+            saved = Path(sibling(parent_uri, "progress") + suffix)
+            target = Path(sibling(job.output_uri, "progress") + suffix)
+            if not target.exists():
+                shutil.copyfile(saved, target)
     started = time.perf_counter()
     fingerprints = run_fingerprint(job, progress=False)
     if not seconds_file.exists():
-        seconds_file.write_text(f"{time.perf_counter() - started:.1f}\n")
+        seconds_file.write_text(f"{parent_seconds + time.perf_counter() - started:.1f}\n")
     return fingerprints
 
 

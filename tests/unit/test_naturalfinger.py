@@ -1,5 +1,6 @@
 """NaturalFinger reference on tiny models: schedule invariants, labels, golden numbers."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,37 @@ def test_a_killed_optimisation_resumes_to_the_same_latents(
     assert resumed_engine.calls == 9 - 4  # resumed after the checkpoint at step 4
     assert torch.allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     assert history.loss == pytest.approx(whole_history.loss, rel=1e-5)
+
+
+def test_a_finished_optimisation_is_rescreened_without_descending_again(
+    tiny_world: tuple, tmp_path: Path
+) -> None:
+    generator, _, positives, _ = tiny_world
+    config = NaturalFingerConfig(num_candidates=64, num_optimised=16, steps=4, batch_size=32)
+    z, y_gen, y_orig = select_initial(
+        generator, positives, *draw_candidates(Z_DIM, 10, config), config
+    )
+    y_adv = random_labels(y_orig, 10, seed=0)
+    saving = Checkpointing(str(tmp_path / "progress"), every=2)
+    first, _ = _optimise(tiny_world, z, y_gen, y_orig, y_adv, config, checkpointing=saving)
+    rescreened = replace(config, screen_draws=3, screen_min_pass=0.8, num_fingerprints=5)
+    engine = _FailAt(tiny_world, 100)
+    again, _ = _optimise(
+        tiny_world, z, y_gen, y_orig, y_adv, rescreened, engine=engine, checkpointing=saving
+    )
+    assert engine.calls == 0 and torch.equal(again, first)
+    engine = _FailAt(tiny_world, 100)
+    _optimise(
+        tiny_world,
+        z,
+        y_gen,
+        y_orig,
+        y_adv,
+        replace(config, lr=0.25),
+        engine=engine,
+        checkpointing=saving,
+    )
+    assert engine.calls == 4, "another step size is another run"
 
 
 def _optimise_first(world: tuple, n: int, config: NaturalFingerConfig) -> torch.Tensor:

@@ -18,6 +18,16 @@ LIMITS = {
     "batch_size": 100_000,
 }
 
+#: Fields that act only after the optimisation (screening and the set's size): a finished
+#: optimisation re-screened with other values of these is still the same run.
+SCREENING_FIELDS = (
+    "num_fingerprints",
+    "screen_negatives",
+    "screen_transforms",
+    "screen_draws",
+    "screen_min_pass",
+)
+
 
 @dataclass(frozen=True)
 class NaturalFingerConfig:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from nf_dist.errors import CheckpointError
-from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
+from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS, NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
 from nf_dist.storage.artifacts import same_key
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, load_checkpoint, save_checkpoint
@@ -60,7 +60,8 @@ def save_progress(
 def load_progress(
     uri: str, z0: torch.Tensor, config: NaturalFingerConfig, optimizer: torch.optim.Optimizer
 ) -> SavedProgress | None:
-    """The saved state of the same run (same config and starting latents), else None."""
+    """The saved state of the same run (same starting latents, same config up to
+    :data:`SCREENING_FIELDS`, so a finished run can be re-screened otherwise), else None."""
     if not exists(uri + SIDECAR_SUFFIX):
         return None
     try:
@@ -68,7 +69,11 @@ def load_progress(
     except CheckpointError as exc:
         logger.warning("ignoring unreadable optimisation checkpoint %s: %s", uri, exc)
         return None
-    if not same_key(meta.get("config"), config) or not torch.equal(tensors["z0"], z0.cpu()):
+    recorded = meta.get("config")
+    if isinstance(recorded, dict):
+        wanted = asdict(config)
+        recorded = {**recorded, **{name: wanted[name] for name in SCREENING_FIELDS}}
+    if not same_key(recorded, config) or not torch.equal(tensors["z0"], z0.cpu()):
         logger.warning("%s belongs to another run (config or latents differ); starting over", uri)
         return None
     state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
