@@ -175,8 +175,11 @@ class HttpOracle:
         self.config = config
         self.cover_pool = cover
         self.log = QueryLog(log_path)
-        self.sent = 0  # images sent by this client (retries of a batch count once each time)
+        self.sent = 0  # images sent by this client (a retried batch counts once)
         self.requests = 0
+        # Fingerprints and covers sent so far: each look's cover count is the running total's
+        # rounding, so a run sends round(fingerprints * cover_ratio) covers however it is cut.
+        self._fingerprints_sent = self._covers_sent = 0
         self._rng = random.Random(config.seed)
         self._limit = _RateLimit(config.qps)
         self._lock = threading.Lock()
@@ -207,7 +210,8 @@ class HttpOracle:
         return np.array([self.log.answers[key] for key in keys], dtype=np.int64)
 
     def _send(self, fingerprints: list[np.ndarray], keys: list[str]) -> None:
-        covers = round(len(fingerprints) * self.config.cover_ratio)
+        due = round((self._fingerprints_sent + len(fingerprints)) * self.config.cover_ratio)
+        covers = due - self._covers_sent
         picks = self._rng.sample(range(len(self.cover_pool)), min(covers, len(self.cover_pool)))
         cover = [(self.cover_pool[i], image_key(self.cover_pool[i]), True) for i in picks]
         items = [(image, key, False) for image, key in zip(fingerprints, keys)] + cover
@@ -220,6 +224,8 @@ class HttpOracle:
                     "budget or lower endpoint.cover_ratio"
                 )
             self.sent += len(items)
+            self._fingerprints_sent += len(fingerprints)
+            self._covers_sent += len(cover)
         batches = list(_chunks(items, self.config.batch_size))
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             for _ in pool.map(self._request, batches):

@@ -30,6 +30,7 @@ from nf_dist.fingerprint.fingerprint_set import (
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.inference import predict
 from nf_dist.pipelines.verify import VerifyConfig, calibrate
+from nf_dist.verification.http import EndpointConfig, HttpOracle
 
 TOKEN_ENV = "NF_TEST_SUSPECT_TOKEN"
 
@@ -322,3 +323,19 @@ def test_calibrating_on_a_generation_negative_warns_that_the_null_is_too_lenient
         )
     warned = [r.getMessage() for r in caplog.records if "too lenient" in r.getMessage()]
     assert len(warned) == 1 and world["calibration"][0] in warned[0]
+
+
+def test_looks_of_any_size_send_the_cover_the_budget_was_checked_for(
+    world: dict, served: str
+) -> None:
+    images = load_fingerprint_set(world["set"]).images  # 40 fingerprints
+    cover = np.random.default_rng(5).integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
+    # 40 * 0.3 = 12 covers in all; rounding each look of 3 (0.9 -> 1) would send 14.
+    config = EndpointConfig(url=f"{served}/predict", cover_ratio=0.3, budget=52)
+    oracle = HttpOracle(config, cover)
+    try:
+        for start in range(0, 40, 3):
+            oracle(images[start : start + 3])
+    finally:
+        oracle.close()
+    assert oracle.sent == 52
