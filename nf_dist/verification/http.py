@@ -180,6 +180,7 @@ class HttpOracle:
         # Fingerprints and covers sent so far: each look's cover count is the running total's
         # rounding, so a run sends round(fingerprints * cover_ratio) covers however it is cut.
         self._fingerprints_sent = self._covers_sent = 0
+        self._pool_keys: list[str] | None = None
         self._rng = random.Random(config.seed)
         self._limit = _RateLimit(config.qps)
         self._lock = threading.Lock()
@@ -209,11 +210,20 @@ class HttpOracle:
             self._send([images[i] for i in todo], [keys[i] for i in todo])
         return np.array([self.log.answers[key] for key in keys], dtype=np.int64)
 
+    def _cover_keys(self) -> list[str]:
+        if self._pool_keys is None:
+            self._pool_keys = [image_key(image) for image in self.cover_pool]
+        return self._pool_keys
+
     def _send(self, fingerprints: list[np.ndarray], keys: list[str]) -> None:
         due = round((self._fingerprints_sent + len(fingerprints)) * self.config.cover_ratio)
         covers = due - self._covers_sent
-        picks = self._rng.sample(range(len(self.cover_pool)), min(covers, len(self.cover_pool)))
-        cover = [(self.cover_pool[i], image_key(self.cover_pool[i]), True) for i in picks]
+        # A clean image that is also a fingerprint (AKH's are test images) is never cover: its
+        # answer must be scored, and the log keys answers by image.
+        wanted = set(keys)
+        usable = [i for i, key in enumerate(self._cover_keys()) if key not in wanted]
+        picks = self._rng.sample(usable, min(covers, len(usable)))
+        cover = [(self.cover_pool[i], self._cover_keys()[i], True) for i in picks]
         items = [(image, key, False) for image, key in zip(fingerprints, keys)] + cover
         self._rng.shuffle(items)
         with self._lock:

@@ -339,3 +339,18 @@ def test_looks_of_any_size_send_the_cover_the_budget_was_checked_for(
     finally:
         oracle.close()
     assert oracle.sent == 52
+
+
+def test_a_fingerprint_that_is_also_a_clean_image_is_never_sent_as_cover(
+    world: dict, served: str, tmp_path: Path
+) -> None:
+    images = load_fingerprint_set(world["set"]).images[:10]
+    config = EndpointConfig(url=f"{served}/predict", cover_ratio=1.0, budget=20)
+    oracle = HttpOracle(config, images.copy(), str(tmp_path / "log.jsonl"))  # cover = the set
+    try:
+        answers = oracle(images)
+    finally:
+        oracle.close()
+    assert len(answers) == 10 and oracle.sent == 10, "no cover was left to send"
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert not any(r["cover"] for r in records)
