@@ -50,6 +50,8 @@ class EvaluateConfig:
         bench_uri: a built benchmark (local folder or ``s3://``).
         fingerprints: method name -> fingerprint set URI.
         generation_models: ids used to generate or screen the fingerprints (not held out).
+        validation_models: ids whose answers chose the settings (``nf-dist tune``'s validation
+            split): scored apart as ``validation``, never in the held-out headline.
         output_uri: where the tables and metrics go.
         backend: ``ray`` (one task per suspect) or ``local`` (this process, the twin).
         address: Ray cluster address (None: ``RAY_ADDRESS`` or an embedded local Ray).
@@ -63,6 +65,7 @@ class EvaluateConfig:
     bench_uri: str = ""
     fingerprints: dict[str, str] = field(default_factory=dict)
     generation_models: tuple[str, ...] = ()
+    validation_models: tuple[str, ...] = ()
     output_uri: str = "runs/evaluate"
     MOVED_KEYS: ClassVar[dict[str, str]] = {"engine": "backend"}
 
@@ -76,6 +79,18 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if any(b < 1 for b in self.budgets):
             raise ConfigError(f"evaluate.budgets must be positive counts, got {list(self.budgets)}")
+        both = sorted(set(self.generation_models) & set(self.validation_models))
+        if both:
+            raise ConfigError(
+                f"evaluate.validation_models: {both[0]!r} is also a generation model; a model "
+                "has one use"
+            )
+
+    def use_of(self, model_id: str) -> str:
+        """``generation``, ``validation`` or ``heldout`` (the headline's suspects)."""
+        if model_id in self.generation_models:
+            return "generation"
+        return "validation" if model_id in self.validation_models else "heldout"
 
 
 @dataclass(frozen=True)
@@ -127,9 +142,11 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         raise ConfigError("evaluate needs at least one fingerprint set (fingerprints: {name: uri})")
     bench = load(config.bench_uri)
     ids = bench.ids()
-    unknown = sorted(set(config.generation_models) - set(ids))
+    unknown = sorted(set(config.generation_models + config.validation_models) - set(ids))
     if unknown:
-        raise ConfigError(f"generation model {unknown[0]!r} is not in {config.bench_uri}")
+        raise ConfigError(
+            f"generation or validation model {unknown[0]!r} is not in {config.bench_uri}"
+        )
     sets = {name: load_fingerprint_set(uri) for name, uri in config.fingerprints.items()}
     check_budgets(config.budgets, sets)
     suspects = {i: Suspect(bench.stem(i), bench.expected_sha256(i)) for i in ids}
@@ -149,10 +166,9 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
         for i in ids:
             answers[i] = suspect_answers(suspects[i], sets)
             EVAL_SUSPECTS_QUERIED.inc()
-    generation = set(config.generation_models)
-    rows = _rate_rows(bench, answers, sets, generation)
+    rows = _rate_rows(bench, answers, sets, config)
     metrics = _metrics(rows, bench, config)
-    budgets = budget_rows(bench, answers, sets, generation, config.budgets)
+    budgets = budget_rows(bench, answers, sets, config)
     for row in budgets:
         if row["split"] == "heldout":
             entry = metrics["methods"][row["method"]].setdefault("budgets", {})
@@ -169,22 +185,21 @@ def budget_rows(
     bench: Benchmark,
     answers: dict[str, dict[str, np.ndarray]],
     sets: dict[str, FingerprintSet],
-    generation: set[str],
-    budgets: tuple[int, ...],
+    config: EvaluateConfig,
 ) -> list[dict[str, Any]]:
     """Per method, budget and split, the metrics on the first B fingerprints' answers; the
     set's own size is always among the budgets (the headline)."""
     roles = {r["id"]: r["role"] for r in bench.manifest.to_pylist()}
     out = []
     for method, fingerprints in sets.items():
-        for budget in sorted({*budgets, len(fingerprints)}):
+        for budget in sorted({*config.budgets, len(fingerprints)}):
             expected = fingerprints.y_orig[:budget]
             rates = {
                 suspect: matching_rate(labels[method][:budget], expected)
                 for suspect, labels in answers.items()
             }
             for split, members in (
-                ("heldout", [s for s in rates if s not in generation]),
+                ("heldout", [s for s in rates if config.use_of(s) == "heldout"]),
                 ("all", list(rates)),
             ):
                 pos = [rates[s] for s in members if roles[s] == "positive"]
@@ -215,7 +230,7 @@ def _rate_rows(
     bench: Benchmark,
     answers: dict[str, dict[str, np.ndarray]],
     sets: dict[str, FingerprintSet],
-    generation: set[str],
+    config: EvaluateConfig,
 ) -> list[dict[str, Any]]:
     rows = []
     for row in bench.manifest.to_pylist():
@@ -230,7 +245,7 @@ def _rate_rows(
                     "params": row["params"],
                     "arch": row["arch"],
                     "mirror_of": row["mirror_of"],
-                    "use": "generation" if row["id"] in generation else "heldout",
+                    "use": config.use_of(row["id"]),
                     "rate": rate,
                 }
             )
@@ -247,7 +262,8 @@ def _metrics(
         "bench_uri": config.bench_uri,
         "split": {
             "generation_models": sorted(config.generation_models),
-            "heldout_models": sorted({r["suspect"] for r in rows} - set(config.generation_models)),
+            "validation_models": sorted(config.validation_models),
+            "heldout_models": sorted({r["suspect"] for r in rows if r["use"] == "heldout"}),
         },
         "methods": {},
     }
@@ -255,6 +271,7 @@ def _metrics(
         entry: dict[str, Any] = {}
         for split, members in (
             ("heldout", [r for r in group if r["use"] == "heldout"]),
+            ("validation", [r for r in group if r["use"] == "validation"]),
             ("all", group),
         ):
             pos = [r["rate"] for r in members if r["role"] == "positive"]

@@ -48,6 +48,7 @@ from nf_dist.fingerprint.stealth import DetectorConfig, detection_rate, train_de
 from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
 from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
 from nf_dist.pipelines.report import write_report
+from nf_dist.pipelines.tune.split import split_models
 from nf_dist.storage.artifacts import plain_key, same_key, sibling
 from nf_dist.storage.checkpoints import git_sha
 from nf_dist.storage.uri import (
@@ -102,6 +103,9 @@ class ExperimentConfig:
         bootstrap: resamples of the ARUC intervals.
         budgets: query budgets of the budget curves (each at most every set's
             ``num_fingerprints``).
+        validation_fraction, validation_split_seed: the suspects that chose the settings (the
+            split ``nf-dist tune`` makes with the same generation models, fraction and seed) are
+            scored apart as ``validation`` and never count in the held-out headline; 0: none.
         stealth: the adversary's detector.
     """
 
@@ -116,11 +120,18 @@ class ExperimentConfig:
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     bootstrap: int = 1000
     budgets: tuple[int, ...] = ()
+    validation_fraction: float = 0.0
+    validation_split_seed: int = 0
     stealth: StealthConfig = field(default_factory=StealthConfig)
 
     def __post_init__(self) -> None:
         if any(b < 1 for b in self.budgets):
             raise ConfigError(f"budgets must be positive counts, got {list(self.budgets)}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(
+                f"validation_fraction must be in [0, 1) (0: no validation split), got "
+                f"{self.validation_fraction}"
+            )
 
 
 def set_uri(config: ExperimentConfig, name: str) -> str:
@@ -202,6 +213,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
             bench_uri=bench_uri,
             fingerprints={name: set_uri(config, name) for name in made},
             generation_models=config.models.ids,
+            validation_models=validation_models(config),
             output_uri=evaluation_uri,
             backend=config.sharding.backend,
             address=config.sharding.address,
@@ -227,6 +239,17 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     if config.report_dir is not None:
         write_report(evaluation_uri, config.report_dir, {n: set_uri(config, n) for n in made})
     return {**metrics, "sets": records, "stealth": stealth, "budgets_evaluated": list(budgets)}
+
+
+def validation_models(config: ExperimentConfig) -> tuple[str, ...]:
+    """The suspects that chose the settings (see ``validation_fraction``); () when none."""
+    if config.validation_fraction == 0:
+        return ()
+    assert config.models.bench_uri is not None  # validate() requires it
+    rows = load(config.models.bench_uri).manifest.to_pylist()
+    return split_models(
+        rows, config.models.ids, (), config.validation_fraction, config.validation_split_seed
+    ).validation
 
 
 def _ensure_set(

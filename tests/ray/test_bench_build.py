@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -304,6 +305,26 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     assert sorted(metrics["split"]["generation_models"]) == sorted(generation)
     margins = pq.read_table(tmp_path / "ray" / "margins.parquet").to_pylist()
     assert {m["suspect"] for m in margins} == {"source", "ftll"}
+
+    # Suspects that chose the settings are scored apart and never in the headline.
+    validation = ("rtal", "mirror-ftll")
+    chosen_on = run_evaluate(
+        replace(config, validation_models=validation, output_uri=str(tmp_path / "val"))
+    )
+    assert chosen_on["split"]["validation_models"] == sorted(validation)
+    assert not set(validation) & set(chosen_on["split"]["heldout_models"])
+    val_rows = pq.read_table(tmp_path / "val" / "rates.parquet").to_pylist()
+    rest = [r for r in val_rows if r["use"] == "heldout"]
+    assert {r["suspect"] for r in val_rows if r["use"] == "validation"} == set(validation)
+    assert chosen_on["methods"]["clean"]["heldout"]["aruc"] == pytest.approx(
+        aruc(
+            [r["rate"] for r in rest if r["role"] == "positive"],
+            [r["rate"] for r in rest if r["role"] == "negative"],
+        )
+    )
+    assert "validation" in chosen_on["methods"]["clean"]
+    with pytest.raises(ConfigError, match="validation_models: 'source' is also a generation"):
+        replace(config, validation_models=("source",))
 
     from nf_dist.cli import main
 

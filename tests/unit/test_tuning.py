@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from nf_dist.bench.selection import ModelSelection
@@ -38,6 +41,23 @@ def test_the_three_way_split_is_disjoint_complete_stratified_and_seeded() -> Non
     assert sum(i.startswith("indep") for i in split.validation) == 3
     assert three_way_split(_rows(), config) == split
     assert three_way_split(_rows(), replace(config, split_seed=4)) != split
+
+
+def test_the_experiment_scores_apart_the_same_validation_suspects_tune_chose_on(
+    tmp_path: Path,
+) -> None:
+    from nf_dist.pipelines.experiment import ExperimentConfig, validation_models
+
+    models = ModelSelection(
+        bench_uri=str(tmp_path), positives=("source",), negatives=("mirror-source",)
+    )
+    pq.write_table(pa.Table.from_pylist(_rows()), tmp_path / "manifest.parquet")
+    tune = three_way_split(_rows(), TuneJobConfig(models=models, split_seed=3))
+    experiment = ExperimentConfig(models=models, validation_fraction=0.3, validation_split_seed=3)
+    assert validation_models(experiment) == tune.validation
+    assert validation_models(replace(experiment, validation_fraction=0.0)) == ()
+    with pytest.raises(ConfigError, match="validation_fraction must be in"):
+        replace(experiment, validation_fraction=1.0)
 
 
 def test_split_and_domain_errors_say_what_to_fix() -> None:

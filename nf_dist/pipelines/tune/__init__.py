@@ -4,7 +4,12 @@
 from nf_dist.pipelines.tune.config import OBJECTIVES, TuneJobConfig
 from nf_dist.pipelines.tune.run import run_tune
 from nf_dist.pipelines.tune.space import ParamSpec, default_space, search_algorithm
-from nf_dist.pipelines.tune.split import ThreeWaySplit, ValidationScorer, three_way_split
+from nf_dist.pipelines.tune.split import (
+    ThreeWaySplit,
+    ValidationScorer,
+    split_models,
+    three_way_split,
+)
 from nf_dist.pipelines.tune.trial import method_settings
 
 __all__ = [
@@ -17,5 +22,6 @@ __all__ = [
     "method_settings",
     "run_tune",
     "search_algorithm",
+    "split_models",
     "three_way_split",
 ]

@@ -26,33 +26,50 @@ class ThreeWaySplit:
 
 
 def three_way_split(rows: list[dict[str, Any]], config: TuneJobConfig) -> ThreeWaySplit:
-    """Split the benchmark's manifest rows (see :class:`ThreeWaySplit`).
+    """Split the benchmark's manifest rows for a sweep (see :func:`split_models`)."""
+    return split_models(
+        rows,
+        config.models.ids,
+        config.validation_models,
+        config.validation_fraction,
+        config.split_seed,
+    )
+
+
+def split_models(
+    rows: list[dict[str, Any]],
+    generation: tuple[str, ...],
+    validation_models: tuple[str, ...],
+    validation_fraction: float,
+    split_seed: int,
+) -> ThreeWaySplit:
+    """Split the benchmark's manifest rows (see :class:`ThreeWaySplit`): the generation models,
+    then ``validation_models`` or ``validation_fraction`` of the rest stratified by (role,
+    attack) and drawn with ``split_seed``, then the test suspects. The same arguments give the
+    same split wherever it is made (``nf-dist tune``, ``nf-dist experiment``).
 
     Raises:
         ConfigError: unknown ids, overlaps, or a validation set without both roles.
     """
     by_id = {row["id"]: row for row in rows}
-    generation = config.models.ids
-    named = (*generation, *config.validation_models)
+    named = (*generation, *validation_models)
     unknown = [i for i in named if i not in by_id]
     if unknown:
-        raise ConfigError(
-            f"{config.models.bench_uri} has no model {unknown[0]!r}; see its manifest"
-        )
+        raise ConfigError(f"the benchmark has no model {unknown[0]!r}; see its manifest")
     if len(set(named)) != len(named):
         raise ConfigError("positives, negatives and validation_models must not share a model")
     rest = [i for i in by_id if i not in generation]
-    if config.validation_models:
-        validation = list(config.validation_models)
+    if validation_models:
+        validation = list(validation_models)
     else:
         strata: dict[tuple[str, str], list[str]] = defaultdict(list)
         for model_id in sorted(rest):
             strata[(by_id[model_id]["role"], by_id[model_id]["attack"])].append(model_id)
-        rng = np.random.default_rng(config.split_seed)
+        rng = np.random.default_rng(split_seed)
         validation = []
         for key in sorted(strata):
             members = strata[key]
-            count = int(round(config.validation_fraction * len(members)))
+            count = int(round(validation_fraction * len(members)))
             validation += [members[j] for j in sorted(rng.permutation(len(members))[:count])]
     roles = {by_id[i]["role"] for i in validation}
     if roles != {"positive", "negative"}:
