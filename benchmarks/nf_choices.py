@@ -54,6 +54,7 @@ class ChoicesConfig:
     )
     validation_fraction: float = 0.3
     split_seed: int = 0
+    validation_models: tuple[str, ...] = ()
     base: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
@@ -63,7 +64,8 @@ class ChoicesConfig:
 
 def validation_ids(config: ChoicesConfig) -> tuple[str, ...]:
     """The validation suspects of ``nf-dist tune``'s three-way split, with every model any
-    variant generates from counted as a generation model (so all variants share one split)."""
+    variant generates from counted as a generation model (so all variants share one split);
+    or ``validation_models`` when the config names them."""
     positives = dict.fromkeys(config.models.positives)
     negatives = dict.fromkeys(config.models.negatives)
     for changes in config.variants.values():
@@ -74,6 +76,7 @@ def validation_ids(config: ChoicesConfig) -> tuple[str, ...]:
         models=replace(config.models, positives=tuple(positives), negatives=tuple(negatives)),
         validation_fraction=config.validation_fraction,
         split_seed=config.split_seed,
+        validation_models=config.validation_models,
     )
     return three_way_split(load(bench_uri(config)).manifest.to_pylist(), tune).validation
 

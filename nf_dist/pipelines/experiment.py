@@ -106,6 +106,8 @@ class ExperimentConfig:
         validation_fraction, validation_split_seed: the suspects that chose the settings (the
             split ``nf-dist tune`` makes with the same generation models, fraction and seed) are
             scored apart as ``validation`` and never count in the held-out headline; 0: none.
+        validation_models: those suspects named instead (wins over ``validation_fraction``),
+            for settings chosen on a split made elsewhere (e.g. with other generation models).
         stealth: the adversary's detector.
     """
 
@@ -122,6 +124,7 @@ class ExperimentConfig:
     budgets: tuple[int, ...] = ()
     validation_fraction: float = 0.0
     validation_split_seed: int = 0
+    validation_models: tuple[str, ...] = ()
     stealth: StealthConfig = field(default_factory=StealthConfig)
 
     def __post_init__(self) -> None:
@@ -242,13 +245,18 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
 
 
 def validation_models(config: ExperimentConfig) -> tuple[str, ...]:
-    """The suspects that chose the settings (see ``validation_fraction``); () when none."""
-    if config.validation_fraction == 0:
+    """The suspects that chose the settings (``validation_models``, else a
+    ``validation_fraction`` split); () when none."""
+    if config.validation_fraction == 0 and not config.validation_models:
         return ()
     assert config.models.bench_uri is not None  # validate() requires it
     rows = load(config.models.bench_uri).manifest.to_pylist()
     return split_models(
-        rows, config.models.ids, (), config.validation_fraction, config.validation_split_seed
+        rows,
+        config.models.ids,
+        config.validation_models,
+        config.validation_fraction,
+        config.validation_split_seed,
     ).validation
 
 

@@ -56,6 +56,13 @@ def test_the_experiment_scores_apart_the_same_validation_suspects_tune_chose_on(
     experiment = ExperimentConfig(models=models, validation_fraction=0.3, validation_split_seed=3)
     assert validation_models(experiment) == tune.validation
     assert validation_models(replace(experiment, validation_fraction=0.0)) == ()
+    role = {row["id"]: row["role"] for row in _rows()}
+    named = tuple(
+        next(i for i in tune.validation if role[i] == r) for r in ("negative", "positive")
+    )
+    assert sorted(validation_models(replace(experiment, validation_models=named))) == sorted(named)
+    with pytest.raises(ConfigError, match="no model 'nope'"):
+        validation_models(replace(experiment, validation_models=("nope", *named)))
     with pytest.raises(ConfigError, match="validation_fraction must be in"):
         replace(experiment, validation_fraction=1.0)
 
