@@ -8,6 +8,8 @@ accuracy (mean, min) per attack and role, the source's test accuracy, every mode
 accuracy floor (``rows``) and the models below their floor in
 ``benchmarks/results/bench_build_<profile>.{json,md}``. A re-run resumes; the recorded wall time is
 then that of the resumed part only (``resumed_models`` says how many were already there).
+``--no-build`` records the benchmark as it stands without building: the rows still missing and
+an estimate of their task seconds (see :func:`estimate_missing`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 
 from benchmarks.common import machine
 from nf_dist import bench
-from nf_dist.bench.build import BuildConfig, build_bench
+from nf_dist.bench.build import BuildConfig, BuildReport, build_bench
 from nf_dist.bench.catalog import load_profile
+from nf_dist.bench.floors import check_floors
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -39,6 +42,11 @@ def main() -> None:
         default="nothing else",
         help="what else ran on the machine during the build (recorded verbatim)",
     )
+    parser.add_argument(
+        "--no-build",
+        action="store_true",
+        help="record what is built and estimate what is missing, without building",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -46,9 +54,18 @@ def main() -> None:
     output = args.output or f"runs/bench/{args.profile}"
     profile = load_profile(args.profile)
     started = time.perf_counter()
-    report = build_bench(BuildConfig(profile=args.profile, output_uri=output, progress=False))
+    if args.no_build:
+        report = BuildReport()
+    else:
+        report = build_bench(BuildConfig(profile=args.profile, output_uri=output, progress=False))
     wall_s = time.perf_counter() - started
     rows = bench.load(output).manifest.to_pylist()
+    if args.no_build:
+        report.skipped = [r["id"] for r in rows]
+        report.floors = check_floors(rows, profile.floors, profile.floor_exempt)
+    built_ids = {r["id"] for r in rows}
+    missing = [m for m in profile.models if m.id not in built_ids]
+    missing_seconds = estimate_missing(rows, missing)
     by_attack: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_attack[f"{row['attack']} ({row['role']})"].append(row)
@@ -80,6 +97,11 @@ def main() -> None:
         # seconds: the figure to hold against the target when the build was resumed.
         "wall_s_lower_bound_2_workers": round(sum(r["wall_s"] for r in rows) / 2, 1),
         "also_running": args.context,
+        "missing": [
+            {"id": m.id, "attack": m.attack, "arch": m.arch, "estimated_s": missing_seconds[m.id]}
+            for m in missing
+        ],
+        "missing_estimated_task_s": round(sum(missing_seconds.values()), 1),
         "source": {
             "arch": source["arch"],
             "width": source["width"],
@@ -118,6 +140,10 @@ def main() -> None:
         f"- sum of task seconds: {record['task_seconds_total']:.0f} s (2 tasks run side by side, "
         f"so the whole build takes at least {record['wall_s_lower_bound_2_workers']:.0f} s)",
         f"- also running on the machine: {args.context}",
+        f"- not built: {len(missing)} of {len(profile.models)} models, estimated "
+        f"{record['missing_estimated_task_s']:.0f} task seconds (at least "
+        f"{record['missing_estimated_task_s'] / 2:.0f} s more on 2 workers; the JSON's "
+        "`missing` lists them)",
         f"- source ({source['arch']}, width {source['width']}): test accuracy "
         f"{source['test_accuracy']:.4f} (target >= 0.70)",
         f"- retries: {report.retries}",
@@ -149,6 +175,33 @@ def main() -> None:
         )
     (RESULTS / f"bench_build_{args.profile}.md").write_text("\n".join(lines) + "\n")
     print(json.dumps({k: record[k] for k in ("wall_s", "models", "source")}, indent=2))
+
+
+def estimate_missing(rows: list[dict], missing: list) -> dict[str, float]:
+    """Task seconds of each missing model, from built ones: a built row of the same architecture
+    and attack (e.g. the mirror of a built student), else the architecture's from-scratch row
+    times the median student/scratch ratio of architectures that have both (students train
+    longer than their architecture's scratch model and also run a teacher)."""
+    by_key: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        by_key[(r["arch"], r["attack"])].append(r["wall_s"])
+    mean = {k: statistics.mean(v) for k, v in by_key.items()}
+    ratios = [
+        mean[(arch, attack)] / mean[(arch, "scratch")]
+        for arch, attack in mean
+        if attack in ("distill", "knockoff") and (arch, "scratch") in mean
+    ]
+    ratio = statistics.median(ratios) if ratios else 1.0
+    overall = statistics.mean(r["wall_s"] for r in rows) if rows else 0.0
+    estimate = {}
+    for model in missing:
+        if (model.arch, model.attack) in mean:
+            estimate[model.id] = round(mean[(model.arch, model.attack)], 1)
+        elif (model.arch, "scratch") in mean:
+            estimate[model.id] = round(mean[(model.arch, "scratch")] * ratio, 1)
+        else:
+            estimate[model.id] = round(overall, 1)
+    return estimate
 
 
 if __name__ == "__main__":

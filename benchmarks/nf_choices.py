@@ -33,8 +33,9 @@ from nf_dist.bench.selection import ModelSelection
 from nf_dist.config import from_dict, load_config, to_dict
 from nf_dist.distributed.engines import ShardingConfig
 from nf_dist.errors import ConfigError, FingerprintError
-from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.fingerprint.fingerprint_set import FingerprintSet, load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
+from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS
 from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
 from nf_dist.pipelines.tune import TuneJobConfig, ValidationScorer, three_way_split
 from nf_dist.storage.artifacts import sibling
@@ -130,6 +131,9 @@ def generate(config: ChoicesConfig, name: str, seed: int) -> FingerprintSet:
     re-screens OTHER's finished optimisation (its time counts OTHER's)."""
     job = job_for(config, name, seed)
     seconds_file = Path(job.output_uri).with_suffix(".seconds")
+    made = finished_set(job)
+    if made is not None:
+        return made
     parent_seconds = 0.0
     parent = config.variants[name].get("rescreen_of")
     if parent is not None:  # the same optimisation screened otherwise: start from its end
@@ -146,6 +150,20 @@ def generate(config: ChoicesConfig, name: str, seed: int) -> FingerprintSet:
     if not seconds_file.exists():
         seconds_file.write_text(f"{parent_seconds + time.perf_counter() - started:.1f}\n")
     return fingerprints
+
+
+def finished_set(job: FingerprintJobConfig) -> FingerprintSet | None:
+    """The set a complete earlier run of this job made, if its optimisation had these settings
+    (re-running would only re-draw the candidates and re-screen the same latents)."""
+    uri = Path(job.output_uri)
+    progress = Path(sibling(job.output_uri, "progress") + ".json")
+    if not (uri.exists() and uri.with_suffix(".seconds").exists() and progress.exists()):
+        return None
+    recorded = json.loads(progress.read_text()).get("config", {})
+    wanted = json.loads(json.dumps(to_dict(job.fingerprint)))
+    if any(recorded.get(k) != v for k, v in wanted.items() if k not in SCREENING_FIELDS):
+        return None
+    return load_fingerprint_set(job.output_uri)
 
 
 def run_one(
