@@ -135,8 +135,13 @@ def main() -> None:
         f"Machine: {record['machine']}  ",
         f"{profile.description}",
         "",
-        f"- wall time: {wall_s:.0f} s for {len(report.built)} models built now "
-        f"({len(report.skipped)} already there); target: 154 models in at most 5400 s",
+        (
+            f"- not built by this command (--no-build): {len(rows)} models already there; "
+            "target: 154 models in at most 5400 s"
+            if args.no_build
+            else f"- wall time: {wall_s:.0f} s for {len(report.built)} models built now "
+            f"({len(report.skipped)} already there); target: 154 models in at most 5400 s"
+        ),
         f"- sum of task seconds: {record['task_seconds_total']:.0f} s (2 tasks run side by side, "
         f"so the whole build takes at least {record['wall_s_lower_bound_2_workers']:.0f} s)",
         f"- also running on the machine: {args.context}",
