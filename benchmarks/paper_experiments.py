@@ -6,7 +6,8 @@ With ``--run`` it first runs, in order, ``nf-dist experiment``, ``nf-dist ablati
 ``nf-dist tune`` with ``jobs/configs/cpu_{experiment,ablation,tune}.yaml`` (each resumes what an
 earlier run finished). It then copies the reports with their plots and the Parquet tables they
 were drawn from into ``benchmarks/results/cpu_experiments/`` and writes ``summary.json`` with
-the machine, the commands, the wall times and the headline numbers.
+the machine, the commands, the wall times and the headline numbers. A command whose outputs are
+not on this machine keeps its earlier copy and is listed in ``not_rerun``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
     _copy(EXPERIMENT / "report", OUT / "experiment", ("*.md", "*.png"))
     _copy(evaluation, OUT / "experiment", ("*.parquet", "*.json"))
     ablation_eval = ABLATION / "evaluation"
-    write_report(str(ablation_eval), str(OUT / "ablation"))
-    _copy(ablation_eval, OUT / "ablation", ("*.parquet", "*.json"))
-    _copy(TUNE, OUT / "tune", ("*.md", "*.png", "*.parquet", "*.json", "*.yaml"))
+    # A command not run on this machine keeps its earlier copy here (and says so in summary.json).
+    if ablation_eval.exists():
+        write_report(str(ablation_eval), str(OUT / "ablation"))
+        _copy(ablation_eval, OUT / "ablation", ("*.parquet", "*.json"))
+    if TUNE.exists():
+        _copy(TUNE, OUT / "tune", ("*.md", "*.png", "*.parquet", "*.json", "*.yaml"))
+    previous = (
+        json.loads((OUT / "summary.json").read_text()) if (OUT / "summary.json").exists() else {}
+    )
     metrics = json.loads((evaluation / "metrics.json").read_text())
     summary: dict[str, Any] = {
         "machine": machine(),
@@ -74,12 +81,26 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
                 "detection_rate"
             ].items()
         },
-        "ablation": json.loads((ablation_eval / "ablation.json").read_text()),
+        "ablation": (
+            json.loads((ablation_eval / "ablation.json").read_text())
+            if ablation_eval.exists()
+            else previous.get("ablation")
+        ),
+        "not_rerun": [
+            name
+            for name, folder in (("ablation", ablation_eval), ("tune", TUNE))
+            if not folder.exists()
+        ],
     }
-    summary["wall_clock_s_from_time_logs"] = _time_logs()
+    summary["wall_clock_s_from_time_logs"] = {
+        **previous.get("wall_clock_s_from_time_logs", {}),
+        **_time_logs(),
+    }
     if (TUNE / "summary.json").exists():
         tune = json.loads((TUNE / "summary.json").read_text())
         summary["tune"] = {k: tune[k] for k in ("best_params", "test", "wall_s") if k in tune}
+    elif "tune" in previous:
+        summary["tune"] = previous["tune"]
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
