@@ -29,10 +29,16 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--keep", metavar="DIR", help="keep the run's folder here (default: removed at the end)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nf_quickstart_"))
     os.environ["NF_DIST_CACHE"] = str(work / "cache")
-    overrides = [f"output_dir={work / 'run'}", *args.overrides]
+    run_dir = Path(args.keep) if args.keep else work / "run"
+    if run_dir.exists():
+        parser.error(f"--keep {run_dir}: the folder exists; a cold run needs a new one")
+    overrides = [f"output_dir={run_dir}", *args.overrides]
     config = load_config(QuickstartConfig, overrides=overrides, base=read_yaml(DEFAULT_CONFIG))
     started = time.perf_counter()
     result = run_quickstart(config, progress=False)
