@@ -41,7 +41,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def head(s3_endpoint: str) -> Iterator[tuple[str, dict[str, str]]]:
     """A Ray head on 127.0.0.1 with token auth; yields its job API address and the client env."""
-    port, dashboard, agent, agent_grpc, metrics, runtime_env = (_free_port() for _ in range(6))
+    port, dashboard, agent, agent_grpc, metrics, runtime_env, client = (
+        _free_port() for _ in range(7)
+    )
     temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths are limited
     env = {
         **os.environ,
@@ -61,11 +63,12 @@ def head(s3_endpoint: str) -> Iterator[tuple[str, dict[str, str]]]:
         f"--port={port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
-        # Ray's fixed default agent ports may be held by another Ray on this machine.
+        # Ray's fixed default agent and client ports may be held by another Ray on this machine.
         f"--dashboard-agent-listen-port={agent}",
         f"--dashboard-agent-grpc-port={agent_grpc}",
         f"--metrics-export-port={metrics}",
         f"--runtime-env-agent-port={runtime_env}",
+        f"--ray-client-server-port={client}",
         "--num-cpus=2",
         f"--temp-dir={temp_dir}",
         "--disable-usage-stats",

@@ -51,6 +51,9 @@ def _start(args: list[str], env: dict[str, str], temp_dir: str, ip: str) -> subp
         f"--runtime-env-agent-port={_free_port()}",
         f"--node-manager-port={_free_port()}",
         f"--object-manager-port={_free_port()}",
+        # A head's Ray Client server defaults to 10001, which another Ray on this machine (or
+        # the job-submit test's head, still shutting down) may hold.
+        f"--ray-client-server-port={_free_port()}",
     ]
     command = [
         RAY,

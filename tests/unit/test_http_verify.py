@@ -206,12 +206,17 @@ def test_the_token_is_used_and_never_written(
                 *endpoint,
                 "--token-env",
                 TOKEN_ENV,
+                "--json",
             ]
         )
         printed = capsys.readouterr()
     finally:
         _stop(process)
-    assert code == 0 and "STOLEN" in printed.out
+    # With the token every fingerprint is answered, as the source answers it. (The verdict is
+    # not asserted: on this set of random-noise images it hangs on how the tiny independent
+    # models happen to answer noise, not on the token.)
+    assert code == 0
+    assert json.loads(printed.out)["suspects"][0]["matching_rate"] == 1.0
     written = "".join(p.read_text() for p in evidence.rglob("*") if p.is_file())
     assert secret not in printed.out + printed.err + written
 
