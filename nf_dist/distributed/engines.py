@@ -65,6 +65,7 @@ class WhiteBox:
     actors, which load their own copies)."""
 
     generator: nn.Module
+    discriminator: nn.Module
     positives: Sequence[nn.Module]
     negatives: Sequence[nn.Module]
     gan_uri: str
@@ -82,7 +83,7 @@ def open_engine(
     """
     if sharding.backend == "local":
         with LocalModelGradients(
-            white_box.generator, white_box.positives, white_box.negatives
+            white_box.generator, white_box.positives, white_box.negatives, white_box.discriminator
         ) as local:
             yield local
         return

@@ -1,19 +1,22 @@
 """Sharded latent optimisation on Ray: actors hold model shards, the driver aggregates gradients.
 
 Each :class:`ShardActor` loads its share of the positive and negative models (from checkpoint
-URIs, safe formats only) and a copy of the generator once. Every step the driver sends the current
-latents and the step's plan; each actor whose models are in the step's mini-batch returns
+URIs, safe formats only) and a copy of the generator once; shard 0 also loads the discriminator.
+Every step the driver sends the current latents and the step's plan; each actor whose models are
+in the step's mini-batch returns
 
     d/dz [ sum_{its positives} CW_mean / P  +  sum_{its negatives} CW_mean / Q ]
 
-where P and Q are the step's positive and negative counts, so the shards' gradients add up to
-exactly the reference's ``d(pos_loss + neg_loss)/dz``. The driver adds the discriminator term and
-steps SGD (:func:`nf_dist.fingerprint.naturalfinger.optimise`, shared with the reference).
+where P and Q are the step's positive and negative counts, and shard 0 adds ``lambda_d`` times
+the discriminator term's gradient (on the same pass of its generator), so the shards' gradients
+add up to exactly the reference's. The driver only steps SGD on the sum
+(:func:`nf_dist.fingerprint.naturalfinger.optimise`, shared with the reference): it runs no
+network, so a CPU-only head can drive GPU actors.
 
 What crosses the network per step: the latents ``N x z_dim`` float32 and the targets (3 x N
-integers) down, one gradient of the latents' size up per active shard (N = 300, z_dim = 128:
-150 KiB each way), plus a few numbers. The engine is a context manager: leaving its block kills
-the actors, which gives their CPUs and GPUs back.
+integers) down (and D's labels, N integers, to shard 0), one gradient of the latents' size up per
+active shard (N = 300, z_dim = 128: 150 KiB each way), plus a few numbers. The engine is a
+context manager: leaving its block kills the actors, which gives their CPUs and GPUs back.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.naturalfinger import (
+    Critic,
     ModelStep,
     Objective,
     StepModels,
@@ -92,8 +96,9 @@ def _weight_bytes(uri: str) -> float:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """One shard's part of a step: the gradient ``(N, z_dim)`` of its models' loss, the sums of
-    their mean CW losses, and per model (in the order asked) the hits and mean losses."""
+    """One shard's part of a step: the gradient ``(N, z_dim)`` of its models' loss (and of the
+    weighted discriminator term when asked), the sums of their mean CW losses, per model (in the
+    order asked) the hits and mean losses, and the mean discriminator term (0 if not asked)."""
 
     grad: np.ndarray
     positive_sum: float
@@ -102,10 +107,11 @@ class ShardResult:
     negative_hits: np.ndarray
     positive_losses: np.ndarray
     negative_losses: np.ndarray
+    discriminator: float = 0.0
 
     def finite(self) -> bool:
-        """Whether the gradient and both sums are finite."""
-        sums = np.array([self.positive_sum, self.negative_sum])
+        """Whether the gradient and the loss terms are finite."""
+        sums = np.array([self.positive_sum, self.negative_sum, self.discriminator])
         return bool(np.isfinite(self.grad).all() and np.isfinite(sums).all())
 
 
@@ -120,7 +126,8 @@ class ShardCall:
 
 
 class ShardActor:
-    """Holds a generator copy and some classifiers; returns latent gradients of their loss."""
+    """Holds a generator copy, some classifiers and, with ``holds_discriminator``, the
+    discriminator; returns latent gradients of their loss."""
 
     def __init__(
         self,
@@ -129,15 +136,22 @@ class ShardActor:
         positive_uris: dict[int, str],
         negative_uris: dict[int, str],
         num_threads: int = 1,
+        holds_discriminator: bool = False,
     ) -> None:
         torch.set_num_threads(num_threads)
         self.shard_id = shard_id
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        generator, _, _ = load_gan(gan_uri, device=self.device)
+        generator, discriminator, _ = load_gan(gan_uri, device=self.device)
         self.generator = generator
+        self.discriminator = discriminator if holds_discriminator else None
         self.positives = {i: load_classifier(u, self.device)[0] for i, u in positive_uris.items()}
         self.negatives = {i: load_classifier(u, self.device)[0] for i, u in negative_uris.items()}
-        for module in [generator, *self.positives.values(), *self.negatives.values()]:
+        for module in [
+            generator,
+            discriminator,
+            *self.positives.values(),
+            *self.negatives.values(),
+        ]:
             module.eval().requires_grad_(False)
         # Everything an actor needs comes through its constructor or each call, so a restarted
         # actor (after its process died) is whole again and Ray can retry the step it lost.
@@ -153,25 +167,35 @@ class ShardActor:
         transform: Any,
         call: ShardCall,
         objective: Objective,
+        critic_labels: np.ndarray | None = None,
     ) -> ShardResult:
-        """The gradient of this shard's part of the step's model loss; see the module docstring.
+        """The gradient of this shard's part of the step's loss; see the module docstring.
 
-        ``targets`` is ``(3, N)``: generator classes, y_orig, y_adv.
+        ``targets`` is ``(3, N)``: generator classes, y_orig, y_adv; ``critic_labels`` (N,) asks
+        this shard (which must hold the discriminator) for the discriminator term.
         """
         labels = torch.as_tensor(np.array(targets), device=self.device)
+        critic = None
+        if critic_labels is not None:
+            if self.discriminator is None:
+                raise FingerprintError(f"shard {self.shard_id} holds no discriminator")
+            critic = Critic(
+                self.discriminator, torch.as_tensor(np.array(critic_labels), device=self.device)
+            )
         models = StepModels(
             [self.positives[i] for i in call.positives],
             [self.negatives[i] for i in call.negatives],
             call.num_positive,
             call.num_negative,
         )
-        grad, pos, neg = partial_model_gradient(
+        grad, pos, neg, disc = partial_model_gradient(
             self.generator,
             torch.as_tensor(np.array(z), device=self.device),
             Targets(labels[0], labels[1], labels[2]),
             transform,
             models,
             objective,
+            critic,
         )
         return ShardResult(
             grad.detach().cpu().numpy(),
@@ -181,7 +205,12 @@ class ShardActor:
             neg.hits.cpu().numpy(),
             pos.losses.cpu().numpy(),
             neg.losses.cpu().numpy(),
+            float(disc),
         )
+
+
+#: The shard that holds the discriminator and computes its term.
+CRITIC_SHARD = 0
 
 
 @dataclass(frozen=True)
@@ -240,6 +269,7 @@ class RayModelGradients:
                 {i: positive_uris[i] for i in spec.positives},
                 {i: negative_uris[i] for i in spec.negatives},
                 max(1, int(asks.num_cpus)),
+                shard_id == CRITIC_SHARD,
             )
             for shard_id, spec in enumerate(self.shards)
         ]
@@ -265,11 +295,17 @@ class RayModelGradients:
             ) from None
 
     def __call__(
-        self, z: torch.Tensor, targets: Targets, plan: StepPlan, objective: Objective
+        self,
+        z: torch.Tensor,
+        targets: Targets,
+        plan: StepPlan,
+        objective: Objective,
+        critic_labels: torch.Tensor | None = None,
     ) -> ModelStep:
         started = time.perf_counter()
         latents = z.detach().cpu().numpy()  # (N, z_dim)
         labels = torch.stack([targets.y_gen, targets.y_orig, targets.y_adv]).cpu().numpy()
+        critic = critic_labels.cpu().numpy() if critic_labels is not None else None
         calls = []
         for shard_id, actor in enumerate(self.actors):
             call = ShardCall(
@@ -278,8 +314,16 @@ class RayModelGradients:
                 len(plan.positives),
                 len(plan.negatives),
             )
-            if call.positives or call.negatives:
-                ref = actor.step.remote(latents, labels, plan.transform, call, objective)
+            asks_critic = critic is not None and shard_id == CRITIC_SHARD
+            if call.positives or call.negatives or asks_critic:
+                ref = actor.step.remote(
+                    latents,
+                    labels,
+                    plan.transform,
+                    call,
+                    objective,
+                    critic if asks_critic else None,
+                )
                 calls.append((shard_id, call, ref))
         results = self._gather(calls, started)
         step = self._combine(z, plan, calls, results)
@@ -299,7 +343,7 @@ class RayModelGradients:
     ) -> ModelStep:
         """Add the shards' parts: the same gradient and means as the reference's."""
         grad = torch.zeros_like(z)
-        positive = negative = 0.0
+        positive = negative = discriminator = 0.0
         hits: dict[tuple[str, int], float] = {}
         losses: dict[tuple[str, int], float] = {}
         for (shard_id, call, _), result in zip(calls, results):
@@ -312,6 +356,7 @@ class RayModelGradients:
             grad += torch.from_numpy(np.array(result.grad)).to(z.device)
             positive += result.positive_sum
             negative += result.negative_sum
+            discriminator += result.discriminator  # only the critic shard's is non-zero
             hits |= {("p", i): h for i, h in zip(call.positives, result.positive_hits)}
             hits |= {("n", i): h for i, h in zip(call.negatives, result.negative_hits)}
             losses |= {("p", i): v for i, v in zip(call.positives, result.positive_losses)}
@@ -323,6 +368,7 @@ class RayModelGradients:
             negative / len(plan.negatives),
             torch.tensor([hits[key] for key in keys]),
             torch.tensor([losses[key] for key in keys]),
+            discriminator,
         )
 
     def _gather(self, calls: list[tuple[int, ShardCall, Any]], started: float) -> list[Any]:

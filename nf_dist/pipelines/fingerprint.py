@@ -87,6 +87,7 @@ def generate_set(
     )
     white_box = WhiteBox(
         generator,
+        discriminator,
         context.positives,
         context.negatives,
         assets.gan_uri,

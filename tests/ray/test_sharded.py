@@ -19,7 +19,6 @@ from nf_dist.distributed.sharded import RayModelGradients, ShardAsks, place_mode
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import (
-    Gan,
     LocalModelGradients,
     NaturalFingerConfig,
     Objective,
@@ -71,11 +70,9 @@ def _targets(world: dict) -> Targets:
 
 def _run(world: dict, engine: Any | None) -> tuple[torch.Tensor, list[float]]:
     generator, discriminator, positives, negatives = world["models"]
-    engine = engine or LocalModelGradients(generator, positives, negatives)
+    engine = engine or LocalModelGradients(generator, positives, negatives, discriminator)
     prepared = Prepared(world["labels"][0], _targets(world))
-    final, history = optimise(
-        Gan(generator, discriminator), engine, prepared, CONFIG, 10, progress=False
-    )
+    final, history = optimise(engine, prepared, CONFIG, 10, progress=False)
     return final, history.loss
 
 
@@ -118,20 +115,25 @@ def test_sharded_latents_match_the_reference(world: dict, num_shards: int) -> No
     assert (reference - z0).abs().max() > 1e-3  # the run moved the latents
 
 
-def test_one_step_matches_the_reference_model_by_model(world: dict) -> None:
-    generator, _, positives, negatives = world["models"]
+@pytest.mark.parametrize("with_critic", [False, True])
+def test_one_step_matches_the_reference_model_by_model(world: dict, with_critic: bool) -> None:
+    generator, discriminator, positives, negatives = world["models"]
     z = world["labels"][0]
     plan = plan_steps(2, 2, CONFIG)[0]
     objective = Objective.of(CONFIG)
-    expected = LocalModelGradients(generator, positives, negatives)(
-        z, _targets(world), plan, objective
+    assert objective.lambda_d > 0
+    critic_labels = _targets(world).y_gen if with_critic else None
+    expected = LocalModelGradients(generator, positives, negatives, discriminator)(
+        z, _targets(world), plan, objective, critic_labels
     )
     with _engine(world, 2) as engine:
-        got = engine(z, _targets(world), plan, objective)
+        got = engine(z, _targets(world), plan, objective, critic_labels)
     assert torch.allclose(got.grad, expected.grad, rtol=1e-4, atol=1e-7)
     assert torch.allclose(got.losses, expected.losses, rtol=1e-5)
     assert torch.equal(got.hits, expected.hits)
     assert got.positive == pytest.approx(expected.positive, rel=1e-5)
+    assert got.discriminator == pytest.approx(expected.discriminator, rel=1e-5)
+    assert (got.discriminator != 0.0) == with_critic
 
 
 def test_placement_balances_and_covers_every_model() -> None:

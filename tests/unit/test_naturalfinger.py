@@ -13,7 +13,6 @@ from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.base import RunOptions
 from nf_dist.fingerprint.naturalfinger import (
     Checkpointing,
-    Gan,
     LocalModelGradients,
     NaturalFingerConfig,
     Prepared,
@@ -57,10 +56,11 @@ def _optimise(world: tuple, z, y_gen, y_orig, y_adv, config, **options):  # type
     generator, discriminator, positives, negatives = world
     for p in [*positives, *negatives, generator, discriminator]:
         p.requires_grad_(False)
-    engine = options.pop("engine", None) or LocalModelGradients(generator, positives, negatives)
+    engine = options.pop("engine", None) or LocalModelGradients(
+        generator, positives, negatives, discriminator
+    )
     prepared = Prepared(z, Targets(y_gen, y_orig, y_adv))
-    gan = Gan(generator, discriminator)
-    return optimise(gan, engine, prepared, config, 10, progress=False, **options)
+    return optimise(engine, prepared, config, 10, progress=False, **options)
 
 
 def test_plan_steps_covers_models_each_epoch() -> None:
@@ -204,8 +204,8 @@ class _FailAt(LocalModelGradients):
     """A reference engine that dies at one step, as a crashed driver would."""
 
     def __init__(self, world: tuple, step: int) -> None:
-        generator, _, positives, negatives = world
-        super().__init__(generator, positives, negatives)
+        generator, discriminator, positives, negatives = world
+        super().__init__(generator, positives, negatives, discriminator)
         self.step, self.calls = step, 0
 
     def __call__(self, *args):  # type: ignore[no-untyped-def]

@@ -25,7 +25,6 @@ from nf_dist.fingerprint.methods.base import (
     RunOptions,
 )
 from nf_dist.fingerprint.naturalfinger import (
-    Gan,
     GenerationHistory,
     LocalModelGradients,
     NaturalFingerConfig,
@@ -69,25 +68,26 @@ class NaturalFinger(FingerprintMethod):
             raise ConfigError("naturalfinger needs at least one positive and one negative model")
         run = run or RunOptions()
         started = time.perf_counter()
-        gan = Gan(context.generator, context.discriminator)
+        generator, discriminator = context.generator, context.discriminator
         positives, negatives = context.positives, context.negatives
-        with frozen([gan.generator, gan.discriminator, *positives, *negatives]):
+        with frozen([generator, discriminator, *positives, *negatives]):
             prepared = prepare(
-                gan.generator, positives, negatives, config, context.z_dim, context.num_classes
+                generator, positives, negatives, config, context.z_dim, context.num_classes
             )
 
             def snapshot(z: torch.Tensor, history: GenerationHistory) -> FingerprintSet:
                 return screened_set(
-                    gan.generator, positives, negatives, z, prepared.targets, config, history
+                    generator, positives, negatives, z, prepared.targets, config, history
                 )
 
             def observe(step: int, z: torch.Tensor, history: GenerationHistory) -> None:
                 assert run.on_step is not None
                 run.on_step(step, lambda: snapshot(z, history))
 
-            engine = run.engine or LocalModelGradients(gan.generator, positives, negatives)
+            engine = run.engine or LocalModelGradients(
+                generator, positives, negatives, discriminator
+            )
             z, history = optimise(
-                gan,
                 engine,
                 prepared,
                 config,

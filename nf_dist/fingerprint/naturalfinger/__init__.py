@@ -18,6 +18,7 @@ here is plain torch.
 
 from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.engine import (
+    Critic,
     LocalModelGradients,
     ModelGradients,
     ModelStep,
@@ -29,7 +30,6 @@ from nf_dist.fingerprint.naturalfinger.engine import (
 from nf_dist.fingerprint.naturalfinger.images import frozen
 from nf_dist.fingerprint.naturalfinger.optimise import (
     Checkpointing,
-    Gan,
     LatentObserver,
     optimise,
 )
@@ -47,9 +47,9 @@ from nf_dist.fingerprint.naturalfinger.screen import screen, screened_set
 
 __all__ = [
     "Checkpointing",
-    "Gan",
     "GenerationHistory",
     "LatentObserver",
+    "Critic",
     "LocalModelGradients",
     "ModelGradients",
     "ModelStep",

@@ -1,9 +1,9 @@
 """Stage 2 of NaturalFinger: SGD on the latents only (Algorithm 1, step 3).
 
 Per step the engine returns the gradient of the step's CW losses (4 positives + 4 negatives on one
-randomly transformed batch), this loop adds lambda times the discriminator term's gradient, takes
-one SGD step and, when asked, projects the latents back into a ball around the prior's shell. The
-loop is pure given an engine: the reference and the sharded engine run it unchanged.
+randomly transformed batch) plus lambda times the discriminator term's, this loop takes one SGD
+step and, when asked, projects the latents back into a ball around the prior's shell. The loop is
+pure given an engine: the reference and the sharded engine run it unchanged.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from nf_dist.errors import FingerprintError
-from nf_dist.fingerprint.losses import discriminator_loss
 from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.engine import ModelGradients, Objective
 from nf_dist.fingerprint.naturalfinger.prepare import Prepared, Targets
@@ -26,14 +24,6 @@ from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory, StepPl
 
 #: ``observer(step, z, history)`` after every step; the history covers the whole run.
 LatentObserver = Callable[[int, torch.Tensor, GenerationHistory], None]
-
-
-@dataclass(frozen=True)
-class Gan:
-    """The generator and the discriminator, both frozen (eval mode, no parameter gradients)."""
-
-    generator: nn.Module
-    discriminator: nn.Module
 
 
 @dataclass(frozen=True)
@@ -49,7 +39,6 @@ class Checkpointing:
 class Descent:
     """What the loop needs that stays fixed while it runs."""
 
-    gan: Gan
     engine: ModelGradients
     plans: tuple[StepPlan, ...]
     targets: Targets
@@ -68,7 +57,6 @@ def discriminator_labels(
 
 
 def optimise(
-    gan: Gan,
     engine: ModelGradients,
     prepared: Prepared,
     config: NaturalFingerConfig,
@@ -84,7 +72,6 @@ def optimise(
     ``negatives_per_step`` at a time.
     """
     descent = Descent(
-        gan,
         engine,
         tuple(plan_steps(engine.num_positive, engine.num_negative, config)),
         prepared.targets,
@@ -129,9 +116,9 @@ def descend(
     on_step: Callable[[int, torch.Tensor, torch.optim.Optimizer, GenerationHistory], None]
     | None = None,
 ) -> tuple[torch.Tensor, GenerationHistory]:
-    """The optimisation loop shared by every engine: per step, the engine's model gradient
-    plus lambda times the discriminator term's (scaled by N under ``reduction: sum``), one SGD
-    step on z, then the latents projected into the ``latent_max_norm`` ball when one is set.
+    """The optimisation loop shared by every engine: per step, the engine's gradient of the
+    models' and the discriminator's terms (scaled by N under ``reduction: sum``), one SGD step on
+    z, then the latents projected into the ``latent_max_norm`` ball when one is set.
 
     ``first_step`` and ``optimizer_state`` resume a run; ``on_step(step, z, optimizer, history)``
     runs after every step (checkpointing, observers).
@@ -139,7 +126,7 @@ def descend(
     Raises:
         FingerprintError: a non-finite loss or gradient, naming the step's models.
     """
-    config, gan, y_gen = descent.config, descent.gan, descent.targets.y_gen
+    config, y_gen = descent.config, descent.targets.y_gen
     objective = Objective.of(config)
     z = z0.clone().requires_grad_(True)  # (N, z_dim): the only thing optimised
     optimizer = torch.optim.SGD(
@@ -151,31 +138,23 @@ def descend(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     history = GenerationHistory()
-    lambda_d = config.lambda_d if config.discriminator else 0.0
     # The prior N(0, I) puts latents near the sphere of radius sqrt(z_dim).
     max_norm = config.latent_max_norm * math.sqrt(z.shape[1]) if config.latent_max_norm else None
     steps = range(first_step, len(descent.plans))
     for step in tqdm(steps, desc="naturalfinger", disable=not progress, leave=False):
         plan = descent.plans[step]
-        models = descent.engine(z.detach(), descent.targets, plan, objective)
+        critic_labels = None
+        if objective.lambda_d > 0:
+            critic_labels = discriminator_labels(plan, y_gen, descent.num_classes, config)
+        models = descent.engine(z.detach(), descent.targets, plan, objective, critic_labels)
         optimizer.zero_grad(set_to_none=True)
-        disc_loss = z.new_zeros(())
-        if lambda_d > 0:
-            labels = discriminator_labels(plan, y_gen, descent.num_classes, config)
-            with objective.autocast(z.device):
-                scores = gan.discriminator(gan.generator(z, y_gen), labels).float()  # (N,)
-            disc_loss = discriminator_loss(scores, config.discriminator_loss).mean()
-            (lambda_d * disc_loss).backward()
-            assert z.grad is not None
-            z.grad += models.grad
-        else:
-            z.grad = models.grad.clone()
-        loss = models.positive + models.negative + lambda_d * disc_loss.item()
+        z.grad = models.grad.clone()
+        loss = models.positive + models.negative + objective.lambda_d * models.discriminator
         if not (math.isfinite(loss) and bool(torch.isfinite(z.grad).all())):
             raise FingerprintError(
                 f"non-finite loss or gradient at step {step} (positive {models.positive}, "
-                f"negative {models.negative}, discriminator {disc_loss.item()}) with positives "
-                f"{plan.positives} and negatives {plan.negatives}; lower fingerprint.lr"
+                f"negative {models.negative}, discriminator {models.discriminator}) with "
+                f"positives {plan.positives} and negatives {plan.negatives}; lower fingerprint.lr"
             )
         if config.reduction == "sum":
             # Every term is a mean over the N images and image i depends on z_i alone, so
@@ -186,7 +165,7 @@ def descend(
             with torch.no_grad():
                 norms = z.norm(dim=1, keepdim=True)  # (N, 1)
                 z.mul_(torch.clamp(max_norm / norms.clamp_min(1e-12), max=1.0))
-        history.append(loss, models, disc_loss.item())
+        history.append(loss, models, models.discriminator)
         if on_step is not None:
             on_step(step, z.detach(), optimizer, history)
     return z.detach(), history
