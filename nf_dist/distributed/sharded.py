@@ -42,6 +42,7 @@ from nf_dist.fingerprint.naturalfinger import (
     StepModels,
     StepPlan,
     Targets,
+    channels_last,
     partial_model_gradient,
 )
 from nf_dist.models.checkpoint import load_classifier
@@ -146,13 +147,9 @@ class ShardActor:
         self.discriminator = discriminator if holds_discriminator else None
         self.positives = {i: load_classifier(u, self.device)[0] for i, u in positive_uris.items()}
         self.negatives = {i: load_classifier(u, self.device)[0] for i, u in negative_uris.items()}
-        for module in [
-            generator,
-            discriminator,
-            *self.positives.values(),
-            *self.negatives.values(),
-        ]:
-            module.eval().requires_grad_(False)
+        classifiers = [*self.positives.values(), *self.negatives.values()]
+        for module in [generator, discriminator, *classifiers]:
+            channels_last(module.eval().requires_grad_(False))
         # Everything an actor needs comes through its constructor or each call, so a restarted
         # actor (after its process died) is whole again and Ray can retry the step it lost.
 

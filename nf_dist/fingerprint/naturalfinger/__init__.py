@@ -27,7 +27,7 @@ from nf_dist.fingerprint.naturalfinger.engine import (
     model_group_loss,
     partial_model_gradient,
 )
-from nf_dist.fingerprint.naturalfinger.images import frozen
+from nf_dist.fingerprint.naturalfinger.images import channels_last, frozen
 from nf_dist.fingerprint.naturalfinger.optimise import (
     Checkpointing,
     LatentObserver,
@@ -61,6 +61,7 @@ __all__ = [
     "Targets",
     "draw_candidates",
     "fgsm_labels",
+    "channels_last",
     "frozen",
     "model_group_loss",
     "optimise",
