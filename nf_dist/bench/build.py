@@ -2,10 +2,11 @@
 
 The driver resolves the catalog, skips models that are already committed and verified (see
 :mod:`nf_dist.bench.store`), puts the decoded data splits into the object store once, and submits a
-task for every model whose parent is built. Each task trains its model with the same
-:func:`nf_dist.bench.zoo.build_model` the single-process quickstart uses, writes the weights, then
-commits its manifest row. Failed attempts (an exception or a dead worker) are retried by the
-driver up to ``max_retries`` times, so retries show in the log and in the metrics.
+task for every model whose parent is built. Each task trains its model with
+:func:`nf_dist.bench.zoo.build_model`, writes the weights, then commits its manifest row (the
+quickstart builds its zoo through the same path). Failed attempts (an exception or a dead
+worker) are retried by the driver up to ``max_retries`` times, so retries show in the log and in
+the metrics.
 
 Example:
     >>> build_bench(BuildConfig(profile="smoke", output_uri="runs/bench/smoke"))  # doctest: +SKIP
@@ -184,15 +185,19 @@ def _build_task(
     return build_one(row, splits, output_uri, attempt)
 
 
-def build_bench(config: BuildConfig) -> BuildReport:
+def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildReport:
     """Build every missing or corrupt model of the profile; see the module docstring.
+
+    ``profile`` is an already-resolved profile to build instead of ``config.profile`` (the
+    quickstart's zoo, which lives in its own config file).
 
     Raises:
         ConfigError: an invalid catalog (before anything runs).
         NfDistError: the output cannot be written, or models still fail after every retry.
     """
     started = time.perf_counter()
-    profile = load_profile(config.profile, config.profile_overrides)
+    if profile is None:
+        profile = load_profile(config.profile, config.profile_overrides)
     profile = replace(profile, data=profile.data.absolute())
     store = BenchStore(absolute_uri(config.output_uri))
     store.check_writable()

@@ -1,9 +1,8 @@
-"""A model zoo described as data: build (or reuse) every model of a list of rows, in order.
+"""A model zoo described as data: the rows, their validation, and how one model is built.
 
 Each row names an attack from :data:`nf_dist.bench.attacks.ATTACKS`, its parent row, the data half
-and the recipe. Models are checkpointed under ``<output>/models/<id>``; a model whose checkpoint
-exists and whose recorded row equals the requested one is reused, so an interrupted build resumes
-and a second run is quick.
+and the recipe. :mod:`nf_dist.bench.build` builds a list of rows as Ray tasks (FingerBench and the
+quickstart's zoo alike), each through :func:`build_model`.
 """
 
 from __future__ import annotations
@@ -17,13 +16,10 @@ import torch
 
 from nf_dist.bench.attacks import ATTACKS, AttackData, ModelRecipe
 from nf_dist.data.config import Splits
-from nf_dist.errors import CheckpointError, ConfigError
+from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier
-from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.inference import accuracy
 from nf_dist.models.training import TrainConfig
-from nf_dist.storage.artifacts import plain_key, same_key
-from nf_dist.storage.uri import check_name, join_within
 
 logger = logging.getLogger(__name__)
 
@@ -113,48 +109,3 @@ def build_model(
     model = attack(parent, data, recipe, progress=progress, seed=row.seed, device=device)
     seconds = time.perf_counter() - started
     return model, accuracy(model, splits.test, device=device), seconds
-
-
-def build_zoo(
-    models: tuple[ZooModel, ...],
-    splits: Splits,
-    output_uri: str,
-    *,
-    progress: bool = True,
-) -> dict[str, BuiltModel]:
-    """Build every row in order (parents first), reusing checkpoints that match their row."""
-    validate_zoo(models)
-    built: dict[str, BuiltModel] = {}
-    for index, row in enumerate(models):
-        uri = join_within(output_uri, "models", check_name(row.id, "zoo model id"))
-        try:
-            model, meta = load_classifier(uri)
-            if same_key(meta.get("row"), row):
-                built[row.id] = BuiltModel(
-                    row, model, float(meta["test_accuracy"]), float(meta["seconds"]), True
-                )
-                logger.info(
-                    "[%d/%d] %s: reused (test acc %.3f)",
-                    index + 1,
-                    len(models),
-                    row.id,
-                    meta["test_accuracy"],
-                )
-                continue
-        except CheckpointError:
-            pass
-        parent = built[row.parent].model if row.parent is not None else None
-        model, acc, seconds = build_model(row, parent, splits, progress=progress)
-        save_classifier(model, uri, row=plain_key(row), test_accuracy=acc, seconds=seconds)
-        built[row.id] = BuiltModel(row, model, acc, seconds, False)
-        logger.info(
-            "[%d/%d] %s (%s %s): test acc %.3f in %.0fs",
-            index + 1,
-            len(models),
-            row.id,
-            row.attack,
-            row.arch,
-            acc,
-            seconds,
-        )
-    return built

@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import ray
 import torch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from nf_dist.distributed.placement import place_models, weight_bytes
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.naturalfinger import (
     Critic,
@@ -47,52 +47,9 @@ from nf_dist.fingerprint.naturalfinger import (
 )
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan.train import load_gan
-from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX
 from nf_dist.telemetry import metrics
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ShardSpec:
-    """Which models one actor holds: global indices into the positive and negative lists."""
-
-    positives: tuple[int, ...]
-    negatives: tuple[int, ...]
-
-
-def place_models(
-    num_positive: int, num_negative: int, num_shards: int, costs: Sequence[float] | None = None
-) -> list[ShardSpec]:
-    """Spread the models over shards, balanced by cost (longest-processing-time first).
-
-    ``costs`` gives one relative cost per model, positives first (default: all equal). Positives
-    and negatives are placed together so every shard gets a similar share of each step's work.
-    """
-    num_shards = max(1, min(num_shards, num_positive + num_negative))
-    models = [("p", i) for i in range(num_positive)] + [("n", i) for i in range(num_negative)]
-    weights = list(costs) if costs is not None else [1.0] * len(models)
-    load = [0.0] * num_shards
-    assigned: list[list[tuple[str, int]]] = [[] for _ in range(num_shards)]
-    for index in sorted(range(len(models)), key=lambda i: (-weights[i], i)):
-        target = min(range(num_shards), key=lambda s: (load[s], s))
-        assigned[target].append(models[index])
-        load[target] += weights[index]
-    return [
-        ShardSpec(
-            tuple(sorted(i for kind, i in shard if kind == "p")),
-            tuple(sorted(i for kind, i in shard if kind == "n")),
-        )
-        for shard in assigned
-    ]
-
-
-def _weight_bytes(uri: str) -> float:
-    """A model's placement cost: the size of its weights (a proxy for its compute); 1 if unknown."""
-    try:
-        return float(fsspec.core.url_to_fs(uri + WEIGHTS_SUFFIX)[0].size(uri + WEIGHTS_SUFFIX))
-    except (OSError, ValueError):
-        return 1.0
 
 
 @dataclass(frozen=True)
@@ -237,7 +194,7 @@ class RayModelGradients:
         asks: ShardAsks = ShardAsks(),
     ) -> None:
         self.num_positive, self.num_negative = len(positive_uris), len(negative_uris)
-        costs = [_weight_bytes(uri) for uri in [*positive_uris, *negative_uris]]
+        costs = [weight_bytes(uri) for uri in [*positive_uris, *negative_uris]]
         self.shards = place_models(len(positive_uris), len(negative_uris), num_shards, costs)
         self.start_timeout_s = asks.start_timeout_s
         _check_capacity(asks, len(self.shards))

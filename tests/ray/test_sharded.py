@@ -15,7 +15,8 @@ import ray
 import torch
 
 from nf_dist.cli import main
-from nf_dist.distributed.sharded import RayModelGradients, ShardAsks, place_models
+from nf_dist.distributed.placement import place_models
+from nf_dist.distributed.sharded import RayModelGradients, ShardAsks
 from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import (
