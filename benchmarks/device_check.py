@@ -52,6 +52,7 @@ from nf_dist.fingerprint.naturalfinger import (
     Objective,
     StepPlan,
     Targets,
+    channels_last,
 )
 from nf_dist.fingerprint.stacked import StackedModels
 from nf_dist.fingerprint.transforms import TransformSpec
@@ -271,8 +272,9 @@ def latent_stage(stage: Stage, sizes: Sizes, work: Path) -> dict[str, Any]:
     targets = Targets(*labels)
     plan = StepPlan((0, 1, 2, 3), (0, 1, 2, 3), TransformSpec("identity", {}), 0)
     objective = Objective()
-    on_device = [m.to(stage.device) for m in models]
-    reference = LocalModelGradients(generator, on_device[:4], on_device[4:])
+    # Channels-last, as the method's frozen() and the shard actors hold them.
+    on_device = [channels_last(m.to(stage.device)) for m in models]
+    reference = LocalModelGradients(channels_last(generator), on_device[:4], on_device[4:])
     step = lambda: reference(z, targets, plan, objective)  # noqa: E731
     started = time.perf_counter()
     step()

@@ -31,6 +31,7 @@ from nf_dist.fingerprint.naturalfinger import (
     Objective,
     StepPlan,
     Targets,
+    channels_last,
 )
 from nf_dist.fingerprint.stacked import StackedModels
 from nf_dist.fingerprint.transforms import TransformSpec, apply_transform
@@ -76,6 +77,9 @@ def main() -> None:
     plan = StepPlan((0, 1, 2, 3), (0, 1, 2, 3), TransformSpec("identity", {}), 0)
     objective = Objective(50.0)
 
+    # Channels-last, as the method's frozen() and the shard actors hold them.
+    for module in [generator, *positives, *negatives]:
+        channels_last(module)
     reference = LocalModelGradients(generator, positives, negatives)
     reference_s = timed(lambda: reference(z, targets, plan, objective), args.repeats)
 

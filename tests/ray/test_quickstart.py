@@ -27,6 +27,7 @@ def _config(output_dir: Path, gan_uri: str, cifar_test_uri: str) -> QuickstartCo
                 "half_size": 300,
                 "finetune_size": 100,
                 "test_size": 200,
+                "cache_dir": str(output_dir.parent / "cache"),  # this test's own decoded data
             },
             "models": [
                 {"id": "source", "role": "positive", "attack": "scratch", "data_half": "a",
