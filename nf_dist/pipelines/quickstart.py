@@ -24,7 +24,6 @@ from nf_dist.bench.floors import FloorFactors
 from nf_dist.bench.store import BenchStore
 from nf_dist.bench.zoo import BuiltModel, ZooModel, validate_zoo
 from nf_dist.data import DataConfig, load_splits
-from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, DataError
 from nf_dist.fingerprint.fingerprint_set import (
     FingerprintSet,
@@ -174,14 +173,17 @@ def _zoo(config: QuickstartConfig, out: Path, progress: bool) -> dict[str, Built
     profile = Profile(
         "quickstart", "the quickstart's zoo", config.data, config.models, {}, no_floors
     )
-    started_ray = not ray.is_initialized()
-    init_ray(num_cpus=config.zoo_cpus or None)
+    joined_ray = ray.is_initialized()
+    build = BuildConfig(
+        profile="quickstart",
+        output_uri=str(out),
+        num_cpus=config.zoo_cpus or None,
+        progress=progress,
+    )
     try:
-        report = build_bench(
-            BuildConfig(profile="quickstart", output_uri=str(out), progress=progress), profile
-        )
+        report = build_bench(build, profile)  # starts Ray only if a model is missing
     finally:
-        if started_ray:
+        if not joined_ray and ray.is_initialized():
             ray.shutdown()  # frees the workers' memory before the fingerprint stage
     store = BenchStore(str(out))
     built = {}
