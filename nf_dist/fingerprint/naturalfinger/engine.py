@@ -3,12 +3,12 @@
 An engine evaluates one step's positive and negative models on T(G(z)), and the discriminator on
 G(z) when the step asks for it, and returns the gradient of their losses with respect to the
 latents; the optimisation loop (:mod:`.optimise`) only steps. Both terms go through one pass of
-the generator: the generator's forward and backward cost more than the step's eight classifiers
-(about 0.7 s of 2.5 s for 200 latents on 2 CPU cores), so computing G(z) once for both saves a
-quarter of a step. :class:`LocalModelGradients` holds every model in this process; the sharded
-Ray engine (``nf_dist.distributed.sharded``) splits the same sums across actors and must agree
-with it. Both are context managers: leaving the block releases what the
-engine holds (Ray actors, their CPUs and GPUs).
+the generator, which costs more than the step's eight classifiers: computing G(z) once for both
+took the quickstart's fingerprint stage from 452-489 s to 297 s
+(``benchmarks/results/quickstart_models.json``, ``speed_session_3``). :class:`LocalModelGradients`
+holds every model in this process; the sharded Ray engine (``nf_dist.distributed.sharded``)
+splits the same sums across actors and must agree with it. Both are context managers: leaving
+the block releases what the engine holds (Ray actors, their CPUs and GPUs).
 """
 
 from __future__ import annotations
@@ -201,15 +201,14 @@ def partial_model_gradient(
             )
         else:
             neg = model_group_loss(models.negatives, transformed, targets.y_adv, objective.k)
-        # Each group's sum is divided by the step's count of that group (not the shard's), so the
-        # shards' partial gradients add up to the reference's means.
         disc = z.new_zeros(())
         if critic is not None:
             scores = critic.discriminator(images, critic.labels).float()  # (N,)
             disc = discriminator_loss(scores, objective.discriminator_loss).mean()
+    # Each group's sum is divided by the step's count of that group (not the shard's), so the
+    # shards' partial gradients add up to the reference's means.
     loss = pos.total / models.num_positive + neg.total / models.num_negative
-    if critic is not None:
-        loss = loss + objective.lambda_d * disc
+    loss = loss + objective.lambda_d * disc  # disc is 0 unless this call holds the critic
     (grad,) = torch.autograd.grad(loss, z)  # (N, z_dim)
     return grad, pos, neg, disc.detach()
 

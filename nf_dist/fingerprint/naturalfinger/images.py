@@ -32,9 +32,9 @@ def frozen(models: Sequence[nn.Module]) -> Iterator[None]:
 
 def channels_last(module: nn.Module) -> nn.Module:
     """The module with its convolution weights in channels-last layout, in place. oneDNN (CPU)
-    and cuDNN (GPU, bf16) convolve faster in it: on 2 CPU cores a step's generator and
-    discriminator take 0.70 s instead of 1.12 s and a ResNet18's input gradient 0.04 s instead of
-    0.09 s (200 images, bf16); the results agree to float rounding."""
+    and cuDNN (GPU, bf16) convolve faster in it: on 2 CPU cores the quickstart's fingerprint
+    stage took 146 s instead of 297 s and kept the same fingerprints
+    (``benchmarks/results/quickstart_models.json``, ``speed_session_3``)."""
     return module.to(memory_format=torch.channels_last)
 
 
