@@ -20,11 +20,15 @@ class ModelSelection:
             None: they are checkpoint URIs.
         positives: models derived from the owner's source (the source first).
         negatives: independent models.
+        screening_negatives: independent models that only screen a generative method's images
+            (never optimised against, so they stand for unseen ones). Like the others they are
+            generation-side: never scored.
     """
 
     bench_uri: str | None = None
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
+    screening_negatives: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         both = sorted(set(self.positives) & set(self.negatives))
@@ -32,7 +36,18 @@ class ModelSelection:
             raise ConfigError(
                 f"models: {both[0]!r} is both a positive and a negative; list it once"
             )
-        for role, names in (("positives", self.positives), ("negatives", self.negatives)):
+        optimised = sorted(set(self.screening_negatives) & {*self.positives, *self.negatives})
+        if optimised:
+            raise ConfigError(
+                f"models: {optimised[0]!r} is in screening_negatives and among the positives or "
+                "negatives; a screening negative is never optimised against, so list it once"
+            )
+        roles = (
+            ("positives", self.positives),
+            ("negatives", self.negatives),
+            ("screening_negatives", self.screening_negatives),
+        )
+        for role, names in roles:
             if len(set(names)) != len(names):
                 raise ConfigError(f"models.{role} lists a model twice: {list(names)}")
             if any(not name for name in names):
@@ -48,8 +63,8 @@ class ModelSelection:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        """Every model, positives first."""
-        return (*self.positives, *self.negatives)
+        """Every model, positives first, screening-only negatives last."""
+        return (*self.positives, *self.negatives, *self.screening_negatives)
 
     def uris(self) -> tuple[list[str], list[str]]:
         """Checkpoint URIs of the positives and negatives: as given, or resolved from the ids of
@@ -80,3 +95,11 @@ class ModelSelection:
             [bench.model(i) for i in self.positives],
             [bench.model(i) for i in self.negatives],
         )
+
+    def load_screening(self) -> list[Classifier]:
+        """The screening-only negatives, loaded like :meth:`load` loads the others."""
+        if self.bench_uri is None:
+            return [load_classifier(uri)[0] for uri in self.screening_negatives]
+        self.uris()  # every id exists
+        bench = load(self.bench_uri)
+        return [bench.model(i) for i in self.screening_negatives]

@@ -34,8 +34,10 @@ class ZooModel:
         attack: a registered attack (``nf_dist.bench.attacks.ATTACKS``).
         parent: id of the model the attack starts from (None for ``scratch``).
         data_half: the training half the attacker holds (``a``: the owner's, ``b``: independent).
-        use: ``generation`` (the owner's white-box models for fingerprinting) or ``heldout``
-            (suspects kept apart for evaluation).
+        use: ``generation`` (the owner's white-box models for fingerprinting), ``screening``
+            (a negative the owner holds that only screens the optimised images: never optimised
+            against, it stands for the unseen independent models) or ``heldout`` (suspects
+            kept apart for evaluation).
         arch, width, stem_stride: the architecture (for ``scratch`` and ``distill``).
         train: training recipe.
         params: attack parameters (``mode`` for finetune, ``rate`` for prune).
@@ -50,7 +52,7 @@ class ZooModel:
     attack: str
     parent: str | None = None
     data_half: Literal["a", "b"] = "a"
-    use: Literal["generation", "heldout"] = "heldout"
+    use: Literal["generation", "screening", "heldout"] = "heldout"
     arch: str = "resnet18"
     width: float = 0.25
     stem_stride: int = 2
@@ -75,6 +77,11 @@ def validate_zoo(models: tuple[ZooModel, ...]) -> None:
         if row.parent is not None and row.parent not in seen:
             raise ConfigError(
                 f"zoo model {row.id!r}: parent {row.parent!r} must be listed before it"
+            )
+        if row.use == "screening" and row.role != "negative":
+            raise ConfigError(
+                f"zoo model {row.id!r}: use screening is for negatives (role: negative); "
+                "give a positive use generation or heldout"
             )
         seen.add(row.id)
 

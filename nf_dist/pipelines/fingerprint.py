@@ -74,7 +74,13 @@ def generate_set(
     assets.models.require()
     positive_uris, negative_uris = assets.models.uris()
     positives, negatives = assets.models.load()
-    context = FingerprintContext(positives, negatives, clean=assets.clean, progress=progress)
+    context = FingerprintContext(
+        positives,
+        negatives,
+        screening_negatives=assets.models.load_screening(),
+        clean=assets.clean,
+        progress=progress,
+    )
     if not kind.needs_gan:
         return kind().generate(context, settings, RunOptions(on_step=on_step))
     if not assets.gan_uri:
@@ -164,6 +170,7 @@ def run_fingerprint(
     fingerprints.info.update(
         positives=list(config.models.positives),
         negatives=list(config.models.negatives),
+        screening_negatives=list(config.models.screening_negatives),
         gan_uri=config.gan_uri,
     )
     save_fingerprint_set(fingerprints, config.output_uri)

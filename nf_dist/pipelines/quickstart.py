@@ -32,12 +32,13 @@ from nf_dist.fingerprint.fingerprint_set import (
     save_grid,
 )
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
-from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
+from nf_dist.fingerprint.methods.base import RunOptions
+from nf_dist.fingerprint.naturalfinger import Checkpointing, NaturalFingerConfig
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
 from nf_dist.scoring import summarize
-from nf_dist.storage.artifacts import record_uri, same_key, write_record
+from nf_dist.storage.artifacts import record_uri, same_key, sibling, write_record
 from nf_dist.verification import model_oracle, verify
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def _fingerprint(
     ids = {
         "positive": [b.row.id for b in generation if b.row.role == "positive"],
         "negative": [b.row.id for b in generation if b.row.role == "negative"],
+        "screening": [b.row.id for b in zoo.values() if b.row.use == "screening"],
     }
     generator, discriminator, gan_meta = load_gan(gan_uri)
     wanted = {"config": config.fingerprint, "models": ids, "gan_sha256": gan_meta.get("sha256")}
@@ -237,13 +239,17 @@ def _fingerprint(
     context = FingerprintContext(
         positives=[zoo[i].model for i in ids["positive"]],
         negatives=[zoo[i].model for i in ids["negative"]],
+        screening_negatives=[zoo[i].model for i in ids["screening"]],
         generator=generator,
         discriminator=discriminator,
         z_dim=int(gan_meta["spec"]["z_dim"]),
         num_classes=int(gan_meta["spec"]["num_classes"]),
         progress=progress,
     )
-    fingerprints = METHODS.get("naturalfinger")().generate(context, config.fingerprint)
+    # The optimisation is checkpointed: a killed run resumes, and a finished one re-screened with
+    # other screening settings does not descend again.
+    run = RunOptions(checkpointing=Checkpointing(sibling(uri, "progress")))
+    fingerprints = METHODS.get("naturalfinger")().generate(context, config.fingerprint, run)
     fingerprints.info.update(models=ids, gan_sha256=gan_meta.get("sha256"))
     save_fingerprint_set(fingerprints, uri)
     return fingerprints

@@ -75,5 +75,10 @@ def test_nested_sections_validate_where_declared() -> None:
         from_dict(FingerprintJobConfig, {"sharding": {"num_shards": 0}})
     with pytest.raises(ConfigError, match="'x' is both a positive and a negative"):
         from_dict(FingerprintJobConfig, {"models": {"positives": ["x"], "negatives": ["x"]}})
+    screened_and_optimised = {"negatives": ["x"], "screening_negatives": ["x"]}
+    with pytest.raises(ConfigError, match="'x' is in screening_negatives and among"):
+        from_dict(FingerprintJobConfig, {"models": screened_and_optimised})
+    with pytest.raises(ConfigError, match="models.screening_negatives lists a model twice"):
+        from_dict(FingerprintJobConfig, {"models": {"screening_negatives": ["y", "y"]}})
     with pytest.raises(ConfigError, match="checkpoint_every must be at least 1"):
         from_dict(FingerprintJobConfig, {"checkpoint_every": 0})

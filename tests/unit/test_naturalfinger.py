@@ -1,5 +1,6 @@
 """NaturalFinger reference on tiny models: schedule invariants, labels, golden numbers."""
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nf_dist.errors import ConfigError
+from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set, save_fingerprint_set
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.base import RunOptions
@@ -98,6 +99,24 @@ def test_initial_selection_and_labels(tiny_world: tuple) -> None:
     assert y_adv.shape == y_orig.shape and y_adv.min() >= 0 and y_adv.max() < 10
     random = random_labels(y_orig, 10, seed=0)
     assert (random != y_orig).all()
+
+
+def test_off_class_selection_keeps_labels_other_than_the_generator_class(
+    tiny_world: tuple,
+) -> None:
+    generator, _, positives, _ = tiny_world
+    every = NaturalFingerConfig(num_candidates=64, num_optimised=64, batch_size=32)
+    off = NaturalFingerConfig(
+        num_candidates=64, num_optimised=64, batch_size=32, initial_labels="off_class"
+    )
+    candidates = draw_candidates(Z_DIM, 10, every)
+    _, all_gen, all_orig = select_initial(generator, positives, *candidates, every)
+    assert (all_gen == all_orig).any() and (all_gen != all_orig).any(), "the world must mix both"
+    z, y_gen, y_orig = select_initial(generator, positives, *candidates, off)
+    assert (y_gen != y_orig).all()
+    assert len(z) == int((all_gen != all_orig).sum()), "every off-class candidate, no other"
+    with pytest.raises(ConfigError, match="fingerprint.initial_labels"):
+        NaturalFingerConfig(initial_labels="natural")  # type: ignore[arg-type]
 
 
 class _HashLabels(torch.nn.Module):
@@ -194,6 +213,33 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
     assert np.array_equal(loaded.y_orig, result.y_orig)
     assert loaded.latents is not None and loaded.latents.shape == (len(result), Z_DIM)
     assert loaded.config["steps"] == 80 and loaded.method == "naturalfinger"
+
+
+def test_screening_negatives_screen_but_are_never_optimised_against(tiny_zoo: dict) -> None:
+    positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
+    config = NaturalFingerConfig(
+        num_fingerprints=64, num_candidates=128, num_optimised=64, steps=80, batch_size=64, lr=0.5
+    )
+
+    def generate(screening: list) -> object:  # type: ignore[type-arg]
+        context = FingerprintContext(
+            positives,
+            negatives,
+            screening_negatives=screening,
+            generator=tiny_zoo["generator"],
+            discriminator=tiny_zoo["discriminator"],
+            z_dim=Z_DIM,
+        )
+        return METHODS.get("naturalfinger")().generate(context, config)
+
+    plain = generate([])
+    # A copy of an optimisation negative changes neither the descent nor what it keeps.
+    same = generate([copy.deepcopy(negatives[0])])
+    assert same.info["final_loss"] == plain.info["final_loss"]  # type: ignore[attr-defined]
+    assert np.array_equal(same.images, plain.images)  # type: ignore[attr-defined]
+    # A "negative" that answers like the owner's models rejects every image: it does screen.
+    with pytest.raises(FingerprintError, match="passed screening"):
+        generate([copy.deepcopy(positives[-1])])
 
 
 # Measured once with torch 2.14.1 on the CPU (seed 0); a change here is a change of behaviour.

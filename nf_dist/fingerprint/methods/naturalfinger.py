@@ -70,14 +70,15 @@ class NaturalFinger(FingerprintMethod):
         started = time.perf_counter()
         generator, discriminator = context.generator, context.discriminator
         positives, negatives = context.positives, context.negatives
-        with frozen([generator, discriminator, *positives, *negatives]):
+        screeners = [*negatives, *context.screening_negatives]
+        with frozen([generator, discriminator, *positives, *screeners]):
             prepared = prepare(
                 generator, positives, negatives, config, context.z_dim, context.num_classes
             )
 
             def snapshot(z: torch.Tensor, history: GenerationHistory) -> FingerprintSet:
                 return screened_set(
-                    generator, positives, negatives, z, prepared.targets, config, history
+                    generator, positives, screeners, z, prepared.targets, config, history
                 )
 
             def observe(step: int, z: torch.Tensor, history: GenerationHistory) -> None:

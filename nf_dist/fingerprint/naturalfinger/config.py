@@ -63,6 +63,10 @@ class NaturalFingerConfig:
             y_orig so fingerprints cover many decision boundaries (paper: ``random``).
         initial_selection: ``agreement`` takes the first candidates every positive labels alike
             (the paper); ``unique`` ranks those by how few negatives already answer y_orig.
+        initial_labels: ``off_class`` keeps only candidates the positives label other than the
+            class the generator drew them as: the owner's lineage's own mistake on a natural
+            image, which independent models share less often than the image's own class
+            (paper: ``any``; benchmarks/results/off_class_quickstart.md).
         negative_objective: ``adversarial`` pushes negatives onto y_adv (the paper);
             ``away`` pushes them off y_orig (CW margin of y_orig over the best other class),
             which is what verification tests.
@@ -103,6 +107,7 @@ class NaturalFingerConfig:
     latent_max_norm: float | None = None
     candidate_classes: Literal["balanced", "random"] = "random"
     initial_selection: Literal["agreement", "unique"] = "agreement"
+    initial_labels: Literal["any", "off_class"] = "any"
     negative_objective: Literal["adversarial", "away"] = "adversarial"
     screen_negatives: Literal["adversarial", "not_original"] = "adversarial"
     screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
@@ -148,6 +153,7 @@ class NaturalFingerConfig:
             "reduction": ("sum", "mean"),
             "candidate_classes": ("balanced", "random"),
             "initial_selection": ("agreement", "unique"),
+            "initial_labels": ("any", "off_class"),
             "negative_objective": ("adversarial", "away"),
             "screen_negatives": ("adversarial", "not_original"),
             "adversarial_label_models": ("negative", "positive"),

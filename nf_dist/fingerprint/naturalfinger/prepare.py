@@ -105,7 +105,8 @@ def select_initial(
     config: NaturalFingerConfig,
     negatives: Sequence[nn.Module] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep candidates every positive model labels alike; returns (z, y_gen, y_orig).
+    """Keep candidates every positive model labels alike (and, with ``initial_labels:
+    off_class``, other than their generator class); returns (z, y_gen, y_orig).
 
     With ``initial_selection: unique`` those agreeing candidates are ranked by how few
     ``negatives`` already answer y_orig (stable, so ties keep the draw order) before the first
@@ -117,6 +118,8 @@ def select_initial(
     images = generate_images(generator, z, y, config.batch_size)
     votes = predictions(positives, images, config.batch_size)
     agree = (votes == votes[0]).all(dim=0)
+    if config.initial_labels == "off_class":
+        agree &= votes[0] != y
     agreeing = torch.nonzero(agree).squeeze(1)
     if config.initial_selection == "unique" and len(negatives) and len(agreeing):
         # Start where the owner's lineage already differs from independent models: the
