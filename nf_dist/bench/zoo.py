@@ -78,11 +78,6 @@ def validate_zoo(models: tuple[ZooModel, ...]) -> None:
             raise ConfigError(
                 f"zoo model {row.id!r}: parent {row.parent!r} must be listed before it"
             )
-        if row.use == "screening" and row.role != "negative":
-            raise ConfigError(
-                f"zoo model {row.id!r}: use screening is for negatives (role: negative); "
-                "give a positive use generation or heldout"
-            )
         seen.add(row.id)
 
 

@@ -239,7 +239,12 @@ def _fingerprint(
     context = FingerprintContext(
         positives=[zoo[i].model for i in ids["positive"]],
         negatives=[zoo[i].model for i in ids["negative"]],
-        screening_negatives=[zoo[i].model for i in ids["screening"]],
+        screening_positives=[
+            zoo[i].model for i in ids["screening"] if zoo[i].row.role == "positive"
+        ],
+        screening_negatives=[
+            zoo[i].model for i in ids["screening"] if zoo[i].row.role == "negative"
+        ],
         generator=generator,
         discriminator=discriminator,
         z_dim=int(gan_meta["spec"]["z_dim"]),

@@ -11,7 +11,6 @@ import yaml
 
 from nf_dist.bench.build import task_graph
 from nf_dist.bench.catalog import CATALOG_DIR, load_profile, profile_names
-from nf_dist.bench.zoo import ZooModel, validate_zoo
 from nf_dist.cli import main
 from nf_dist.errors import ConfigError
 from nf_dist.models import list_classifiers
@@ -259,10 +258,3 @@ def test_floors_follow_the_reference_of_each_kind_of_model() -> None:
     assert checks["indep"].floor == pytest.approx(0.68) and not checks["indep"].below
     assert checks["indep-student"].floor == pytest.approx(0.595) and checks["indep-student"].below
     assert checks["p9"].floor is None and not checks["p9"].below
-
-
-def test_a_zoo_screens_only_with_negatives() -> None:
-    source = ZooModel(id="s", role="positive", attack="scratch", use="generation")
-    validate_zoo((source, ZooModel(id="n", role="negative", attack="scratch", use="screening")))
-    with pytest.raises(ConfigError, match="'t': use screening is for negatives"):
-        validate_zoo((source, ZooModel(id="t", role="positive", attack="scratch", use="screening")))

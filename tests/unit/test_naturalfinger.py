@@ -215,16 +215,17 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
     assert loaded.config["steps"] == 80 and loaded.method == "naturalfinger"
 
 
-def test_screening_negatives_screen_but_are_never_optimised_against(tiny_zoo: dict) -> None:
+def test_screening_models_screen_but_are_never_optimised_for(tiny_zoo: dict) -> None:
     positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
     config = NaturalFingerConfig(
         num_fingerprints=64, num_candidates=128, num_optimised=64, steps=80, batch_size=64, lr=0.5
     )
 
-    def generate(screening: list) -> object:  # type: ignore[type-arg]
+    def generate(screening: list, screening_positives: tuple = ()) -> object:  # type: ignore[type-arg]
         context = FingerprintContext(
             positives,
             negatives,
+            screening_positives=screening_positives,
             screening_negatives=screening,
             generator=tiny_zoo["generator"],
             discriminator=tiny_zoo["discriminator"],
@@ -237,9 +238,12 @@ def test_screening_negatives_screen_but_are_never_optimised_against(tiny_zoo: di
     same = generate([copy.deepcopy(negatives[0])])
     assert same.info["final_loss"] == plain.info["final_loss"]  # type: ignore[attr-defined]
     assert np.array_equal(same.images, plain.images)  # type: ignore[attr-defined]
-    # A "negative" that answers like the owner's models rejects every image: it does screen.
+    # A "negative" that answers like the owner's models rejects every image, and so does a
+    # "positive" that answers like the independent ones: both do screen.
     with pytest.raises(FingerprintError, match="passed screening"):
         generate([copy.deepcopy(positives[-1])])
+    with pytest.raises(FingerprintError, match="passed screening"):
+        generate([], (copy.deepcopy(negatives[0]),))
 
 
 # Measured once with torch 2.14.1 on the CPU (seed 0); a change here is a change of behaviour.

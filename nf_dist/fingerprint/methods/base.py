@@ -24,9 +24,9 @@ class FingerprintContext:
     Attributes:
         positives: models derived from the owner's source, the source first (white-box).
         negatives: independent models (white-box).
-        screening_negatives: independent models that only screen a generative method's
-            optimised images (never optimised against, so they stand for unseen ones); other
-            methods ignore them.
+        screening_positives, screening_negatives: models that only screen a generative
+            method's optimised images (never optimised for or against, so they stand for unseen
+            stolen and independent models); other methods ignore them.
         clean: clean owner images (e.g. the test split) for methods that start from real data.
         generator, discriminator, z_dim: the GAN, for generative methods (None otherwise).
         num_classes: label count.
@@ -35,6 +35,7 @@ class FingerprintContext:
 
     positives: Sequence[nn.Module]
     negatives: Sequence[nn.Module]
+    screening_positives: Sequence[nn.Module] = ()
     screening_negatives: Sequence[nn.Module] = ()
     clean: ImageDataset | None = None
     generator: nn.Module | None = None

@@ -70,15 +70,16 @@ class NaturalFinger(FingerprintMethod):
         started = time.perf_counter()
         generator, discriminator = context.generator, context.discriminator
         positives, negatives = context.positives, context.negatives
-        screeners = [*negatives, *context.screening_negatives]
-        with frozen([generator, discriminator, *positives, *screeners]):
+        kept_by = [*positives, *context.screening_positives]
+        rejected_by = [*negatives, *context.screening_negatives]
+        with frozen([generator, discriminator, *kept_by, *rejected_by]):
             prepared = prepare(
                 generator, positives, negatives, config, context.z_dim, context.num_classes
             )
 
             def snapshot(z: torch.Tensor, history: GenerationHistory) -> FingerprintSet:
                 return screened_set(
-                    generator, positives, screeners, z, prepared.targets, config, history
+                    generator, kept_by, rejected_by, z, prepared.targets, config, history
                 )
 
             def observe(step: int, z: torch.Tensor, history: GenerationHistory) -> None:
