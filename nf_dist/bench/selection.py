@@ -20,14 +20,15 @@ class ModelSelection:
             None: they are checkpoint URIs.
         positives: models derived from the owner's source (the source first).
         negatives: independent models.
-        screening_negatives: independent models that only screen a generative method's images
-            (never optimised against, so they stand for unseen ones). Like the others they are
-            generation-side: never scored.
+        screening_positives, screening_negatives: models that only screen a generative
+            method's images (never optimised for or against, so they stand for unseen stolen and
+            independent ones). Like the others they are generation-side: never scored.
     """
 
     bench_uri: str | None = None
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = ()
+    screening_positives: tuple[str, ...] = ()
     screening_negatives: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -36,15 +37,22 @@ class ModelSelection:
             raise ConfigError(
                 f"models: {both[0]!r} is both a positive and a negative; list it once"
             )
-        optimised = sorted(set(self.screening_negatives) & {*self.positives, *self.negatives})
+        screening = {*self.screening_positives, *self.screening_negatives}
+        optimised = sorted(screening & {*self.positives, *self.negatives})
         if optimised:
             raise ConfigError(
-                f"models: {optimised[0]!r} is in screening_negatives and among the positives or "
-                "negatives; a screening negative is never optimised against, so list it once"
+                f"models: {optimised[0]!r} is a screening model and among the positives or "
+                "negatives; a screening model is never optimised for or against, so list it once"
+            )
+        twice = sorted(set(self.screening_positives) & set(self.screening_negatives))
+        if twice:
+            raise ConfigError(
+                f"models: {twice[0]!r} is both a screening positive and negative; list it once"
             )
         roles = (
             ("positives", self.positives),
             ("negatives", self.negatives),
+            ("screening_positives", self.screening_positives),
             ("screening_negatives", self.screening_negatives),
         )
         for role, names in roles:
@@ -63,8 +71,13 @@ class ModelSelection:
 
     @property
     def ids(self) -> tuple[str, ...]:
-        """Every model, positives first, screening-only negatives last."""
-        return (*self.positives, *self.negatives, *self.screening_negatives)
+        """Every model, positives first, the screening-only ones last."""
+        return (
+            *self.positives,
+            *self.negatives,
+            *self.screening_positives,
+            *self.screening_negatives,
+        )
 
     def uris(self) -> tuple[list[str], list[str]]:
         """Checkpoint URIs of the positives and negatives: as given, or resolved from the ids of
@@ -96,10 +109,17 @@ class ModelSelection:
             [bench.model(i) for i in self.negatives],
         )
 
-    def load_screening(self) -> list[Classifier]:
-        """The screening-only negatives, loaded like :meth:`load` loads the others."""
+    def load_screening(self) -> tuple[list[Classifier], list[Classifier]]:
+        """The screening-only positives and negatives, loaded like :meth:`load` loads the
+        others."""
         if self.bench_uri is None:
-            return [load_classifier(uri)[0] for uri in self.screening_negatives]
+            return (
+                [load_classifier(uri)[0] for uri in self.screening_positives],
+                [load_classifier(uri)[0] for uri in self.screening_negatives],
+            )
         self.uris()  # every id exists
         bench = load(self.bench_uri)
-        return [bench.model(i) for i in self.screening_negatives]
+        return (
+            [bench.model(i) for i in self.screening_positives],
+            [bench.model(i) for i in self.screening_negatives],
+        )

@@ -280,8 +280,9 @@ def _ensure_set(
         "positives": list(config.models.positives),
         "negatives": list(config.models.negatives),
     }
-    if config.models.screening_negatives:  # absent otherwise, so earlier records still match
-        wanted["screening_negatives"] = list(config.models.screening_negatives)
+    for name in ("screening_positives", "screening_negatives"):
+        if getattr(config.models, name):  # absent otherwise, so earlier records still match
+            wanted[name] = list(getattr(config.models, name))
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
         if same_key({k: earlier.get(k) for k in wanted}, wanted):

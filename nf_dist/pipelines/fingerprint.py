@@ -74,10 +74,12 @@ def generate_set(
     assets.models.require()
     positive_uris, negative_uris = assets.models.uris()
     positives, negatives = assets.models.load()
+    screening_positives, screening_negatives = assets.models.load_screening()
     context = FingerprintContext(
         positives,
         negatives,
-        screening_negatives=assets.models.load_screening(),
+        screening_positives=screening_positives,
+        screening_negatives=screening_negatives,
         clean=assets.clean,
         progress=progress,
     )
@@ -170,6 +172,7 @@ def run_fingerprint(
     fingerprints.info.update(
         positives=list(config.models.positives),
         negatives=list(config.models.negatives),
+        screening_positives=list(config.models.screening_positives),
         screening_negatives=list(config.models.screening_negatives),
         gan_uri=config.gan_uri,
     )

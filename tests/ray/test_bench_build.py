@@ -223,6 +223,10 @@ def test_fingerprint_from_benchmark_ids_on_the_ray_engine(
     bad = replace(config, models=replace(config.models, positives=("nope",)))
     with pytest.raises(NfDistError, match="no model 'nope'"):
         run_fingerprint(bad, progress=False)
+    # Screening-only models are resolved from the benchmark like the others.
+    unknown_screen = replace(config, models=replace(config.models, screening_negatives=("gone",)))
+    with pytest.raises(NfDistError, match="no model 'gone'"):
+        run_fingerprint(unknown_screen, progress=False)
 
 
 def test_evaluate_queries_every_suspect_on_both_engines(

@@ -40,9 +40,10 @@ def test_shipped_quickstart_yaml_loads() -> None:
     ids = [m.id for m in config.models]
     assert ids[0] == "source" and len(ids) == len(set(ids))
     uses = {m.use for m in config.models}
-    assert uses == {"generation", "heldout"}
+    assert uses == {"generation", "screening", "heldout"}
     for role in ("positive", "negative"):
-        assert any(m.role == role and m.use == "heldout" for m in config.models)
+        for use in ("generation", "screening", "heldout"):
+            assert any(m.role == role and m.use == use for m in config.models), (role, use)
 
 
 def test_missing_config_file() -> None:
@@ -76,9 +77,12 @@ def test_nested_sections_validate_where_declared() -> None:
     with pytest.raises(ConfigError, match="'x' is both a positive and a negative"):
         from_dict(FingerprintJobConfig, {"models": {"positives": ["x"], "negatives": ["x"]}})
     screened_and_optimised = {"negatives": ["x"], "screening_negatives": ["x"]}
-    with pytest.raises(ConfigError, match="'x' is in screening_negatives and among"):
+    with pytest.raises(ConfigError, match="'x' is a screening model and among"):
         from_dict(FingerprintJobConfig, {"models": screened_and_optimised})
     with pytest.raises(ConfigError, match="models.screening_negatives lists a model twice"):
         from_dict(FingerprintJobConfig, {"models": {"screening_negatives": ["y", "y"]}})
+    both_screens = {"screening_positives": ["z"], "screening_negatives": ["z"]}
+    with pytest.raises(ConfigError, match="both a screening positive and negative"):
+        from_dict(FingerprintJobConfig, {"models": both_screens})
     with pytest.raises(ConfigError, match="checkpoint_every must be at least 1"):
         from_dict(FingerprintJobConfig, {"checkpoint_every": 0})
