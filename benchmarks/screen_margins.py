@@ -18,6 +18,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +125,7 @@ def main() -> None:
     def rates(kept: torch.Tensor) -> list[float]:
         return (answers[:, kept] == y_orig[kept]).float().mean(1).tolist()
 
-    results = []
+    results: list[dict[str, Any]] = []
     for rule in RULES:
         kept = torch.nonzero(survivors(probs, y_orig, y_gen, gen_pos, gen_neg, rule)).squeeze(1)
         kept = kept[: fp.num_fingerprints]
@@ -133,7 +134,8 @@ def main() -> None:
             print(f"{rule.name:36s} fps   0")
             continue
         every = rates(kept)
-        loo_pos, loo_neg = [], []
+        loo_pos: list[float] = []
+        loo_neg: list[float] = []
         for left in gen_pos[1:] + gen_neg:  # the source always screens
             pos = [i for i in gen_pos if i != left]
             neg = [i for i in gen_neg if i != left]
