@@ -35,9 +35,9 @@ class ZooModel:
         parent: id of the model the attack starts from (None for ``scratch``).
         data_half: the training half the attacker holds (``a``: the owner's, ``b``: independent).
         use: ``generation`` (the owner's white-box models for fingerprinting), ``screening``
-            (a negative the owner holds that only screens the optimised images: never optimised
-            against, it stands for the unseen independent models) or ``heldout`` (suspects
-            kept apart for evaluation).
+            (a model the owner holds that only screens the optimised images: never optimised for
+            or against, it stands for the models the owner has not seen) or ``heldout``
+            (suspects kept apart for evaluation).
         arch, width, stem_stride: the architecture (for ``scratch`` and ``distill``).
         train: training recipe.
         params: attack parameters (``mode`` for finetune, ``rate`` for prune).
