@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nf_dist.bench.store import BenchStore
 from nf_dist.config import load_config
+from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.pipelines.quickstart import QuickstartConfig, run_quickstart
 
 TINY_TRAIN = {"epochs": 1, "lr": 0.1, "batch_size": 64}
@@ -36,6 +37,8 @@ def _config(output_dir: Path, gan_uri: str, cifar_test_uri: str) -> QuickstartCo
                  "use": "generation", "params": {"mode": "ftal"}, "train": TUNE},
                 {"id": "ftll", "role": "positive", "attack": "finetune", "parent": "source",
                  "params": {"mode": "ftll"}, "train": TUNE},
+                {"id": "prune_s", "role": "positive", "attack": "prune", "parent": "source",
+                 "use": "screening", "params": {"rate": 0.1}, "train": TUNE},
                 {"id": "indep_a", "role": "negative", "attack": "scratch", "data_half": "b",
                  "use": "generation", "arch": "resnet18", "seed": 10, "train": TINY_TRAIN,
                  **tiny},
@@ -73,8 +76,13 @@ def test_quickstart_builds_its_zoo_on_ray_and_resumes(
     assert [r["id"] for r in first.rows] == ids
     accuracy = {r["id"]: r["test_accuracy"] for r in first.rows}
     assert accuracy == {i: round(rows[i]["test_accuracy"], 4) for i in ids}  # type: ignore[index]
-    assert {r["use"] for r in first.rows} == {"generation", "heldout"}
+    assert {r["use"] for r in first.rows} == {"generation", "screening", "heldout"}
     assert first.num_fingerprints >= 1
+    # Only held-out suspects are scored: ftll against indep_c, never the screening model.
+    assert (first.heldout["num_positive"], first.heldout["num_negative"]) == (1.0, 1.0)
+    fingerprints = load_fingerprint_set(str(tmp_path / "qs" / "fingerprint.parquet"))
+    assert fingerprints.info["models"]["screening"] == ["prune_s"]
+    assert (tmp_path / "qs" / "fingerprint.progress.json").exists(), "the descent is checkpointed"
 
     again = run_quickstart(config, progress=False)
     assert again.rows == first.rows, "the second run reuses the zoo and the fingerprint set"
