@@ -218,33 +218,33 @@ def _fingerprint(
     progress: bool,
 ) -> FingerprintSet:
     uri = str(out / "fingerprint.parquet")
-    generation = [b for b in zoo.values() if b.row.use == "generation"]
-    ids = {
-        "positive": [b.row.id for b in generation if b.row.role == "positive"],
-        "negative": [b.row.id for b in generation if b.row.role == "negative"],
-        "screening": [b.row.id for b in zoo.values() if b.row.use == "screening"],
+
+    def chosen(use: str, role: str) -> list[str]:
+        return [b.row.id for b in zoo.values() if b.row.use == use and b.row.role == role]
+
+    # Recorded in the set as the fingerprint job records them (verify reads the negatives).
+    models = {
+        "positives": chosen("generation", "positive"),
+        "negatives": chosen("generation", "negative"),
+        "screening_positives": chosen("screening", "positive"),
+        "screening_negatives": chosen("screening", "negative"),
     }
     generator, discriminator, gan_meta = load_gan(gan_uri)
-    wanted = {"config": config.fingerprint, "models": ids, "gan_sha256": gan_meta.get("sha256")}
+    wanted = {"config": config.fingerprint, **models, "gan_sha256": gan_meta.get("sha256")}
     if Path(uri).exists():
         cached = load_fingerprint_set(uri)
         recorded = {
             "config": cached.config,
-            "models": cached.info.get("models"),
-            "gan_sha256": cached.info.get("gan_sha256"),
+            **{k: cached.info.get(k) for k in wanted if k != "config"},
         }
         if same_key(recorded, wanted):
             logger.info("reusing fingerprint set %s", uri)
             return cached
     context = FingerprintContext(
-        positives=[zoo[i].model for i in ids["positive"]],
-        negatives=[zoo[i].model for i in ids["negative"]],
-        screening_positives=[
-            zoo[i].model for i in ids["screening"] if zoo[i].row.role == "positive"
-        ],
-        screening_negatives=[
-            zoo[i].model for i in ids["screening"] if zoo[i].row.role == "negative"
-        ],
+        positives=[zoo[i].model for i in models["positives"]],
+        negatives=[zoo[i].model for i in models["negatives"]],
+        screening_positives=[zoo[i].model for i in models["screening_positives"]],
+        screening_negatives=[zoo[i].model for i in models["screening_negatives"]],
         generator=generator,
         discriminator=discriminator,
         z_dim=int(gan_meta["spec"]["z_dim"]),
@@ -255,7 +255,7 @@ def _fingerprint(
     # other screening settings does not descend again.
     run = RunOptions(checkpointing=Checkpointing(sibling(uri, "progress")))
     fingerprints = METHODS.get("naturalfinger")().generate(context, config.fingerprint, run)
-    fingerprints.info.update(models=ids, gan_sha256=gan_meta.get("sha256"))
+    fingerprints.info.update(**models, gan_sha256=gan_meta.get("sha256"))
     save_fingerprint_set(fingerprints, uri)
     return fingerprints
 

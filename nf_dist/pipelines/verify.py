@@ -140,13 +140,17 @@ def calibrate(config: VerifyConfig, fingerprints: FingerprintSet) -> NullModel:
                 "for this set (--calibrate MODEL ... --save-null FILE)"
             )
         return null
-    generation = {PurePosixPath(str(n)).name for n in fingerprints.info.get("negatives", [])}
+    made_it = [
+        *fingerprints.info.get("negatives", []),
+        *fingerprints.info.get("screening_negatives", []),
+    ]
+    generation = {PurePosixPath(str(n)).name for n in made_it}
     for uri in config.calibration:
         if PurePosixPath(uri).name in generation:
             logger.warning(
-                "calibration model %s generated this set (it was screened to disagree with the "
-                "fingerprints), so the null it gives is too lenient; calibrate on independent "
-                "models held out from generation",
+                "calibration model %s generated or screened this set (it was screened to "
+                "disagree with the fingerprints), so the null it gives is too lenient; calibrate "
+                "on independent models held out from generation",
                 uri,
             )
     rates = []

@@ -81,7 +81,7 @@ def test_quickstart_builds_its_zoo_on_ray_and_resumes(
     # Only held-out suspects are scored: ftll against indep_c, never the screening model.
     assert (first.heldout["num_positive"], first.heldout["num_negative"]) == (1.0, 1.0)
     fingerprints = load_fingerprint_set(str(tmp_path / "qs" / "fingerprint.parquet"))
-    assert fingerprints.info["models"]["screening"] == ["prune_s"]
+    assert fingerprints.info["screening_positives"] == ["prune_s"]
     assert (tmp_path / "qs" / "fingerprint.progress.json").exists(), "the descent is checkpointed"
 
     again = run_quickstart(config, progress=False)

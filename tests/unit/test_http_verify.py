@@ -314,11 +314,12 @@ def test_a_rerun_into_the_same_evidence_says_it_reused_the_answers(
     assert "80 answers resumed" in record_path.with_suffix(".md").read_text()
 
 
+@pytest.mark.parametrize("made_it", ["negatives", "screening_negatives"])
 def test_calibrating_on_a_generation_negative_warns_that_the_null_is_too_lenient(
-    world: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    world: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture, made_it: str
 ) -> None:
     fingerprints = load_fingerprint_set(world["set"])
-    fingerprints.info["negatives"] = [world["calibration"][0]]  # as if it generated the set
+    fingerprints.info[made_it] = [world["calibration"][0]]  # as if it generated or screened it
     generated = str(tmp_path / "generated.parquet")
     save_fingerprint_set(fingerprints, generated)
     with caplog.at_level(logging.WARNING, logger="nf_dist.pipelines.verify"):
