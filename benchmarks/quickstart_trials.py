@@ -23,18 +23,22 @@ import shlex
 import shutil
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from benchmarks.common import machine
+from nf_dist.scoring import summarize
 
 RESULTS = Path(__file__).parent / "results"
 ZOO_FILES = ("models", "manifest.parquet", "profile.json", "rows")
 
 
-def run_trial(zoo: Path, folder: Path, arguments: list[str]) -> dict[str, Any]:
+def run_trial(
+    zoo: Path, folder: Path, arguments: list[str], subset: str | None = None
+) -> dict[str, Any]:
     """One quickstart run in ``folder`` on a copy of ``zoo``'s models."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -50,14 +54,27 @@ def run_trial(zoo: Path, folder: Path, arguments: list[str]) -> dict[str, Any]:
         *arguments, "--set", f"output_dir={folder}",
     ]  # fmt: skip
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return collected(folder)
+    return collected(folder, subset)
 
 
-def collected(folder: Path) -> dict[str, Any]:
-    """A finished run's numbers and the command it recorded."""
+def collected(folder: Path, subset: str | None = None) -> dict[str, Any]:
+    """A finished run's numbers and the command it recorded; with ``subset`` (a glob over
+    model ids) also the metrics of the held-out suspects it matches."""
     result = json.loads((folder / "result.json").read_text())
     record = yaml.safe_load((folder / "config.yaml").read_text())
+    extra = {}
+    if subset is not None:
+        chosen = [r for r in result["rows"] if r["use"] == "heldout" and fnmatch(r["id"], subset)]
+        extra["subset"] = {
+            "glob": subset,
+            "ids": [r["id"] for r in chosen],
+            **summarize(
+                [r["matching_rate"] for r in chosen if r["role"] == "positive"],
+                [r["matching_rate"] for r in chosen if r["role"] == "negative"],
+            ),
+        }
     return {
+        **extra,
         "folder": str(folder),
         "command": f"{program(record['argv'][0])} {shlex.join(record['argv'][1:])}",
         "seed": record["config"]["fingerprint"]["seed"],
@@ -79,8 +96,10 @@ def program(argv0: str) -> str:
 
 
 def summary(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    subset = [r["subset"]["aruc"] for r in runs if "subset" in r]
     return {
         "label": label,
+        **({"mean_subset_aruc": round(sum(subset) / len(subset), 4)} if subset else {}),
         "mean_heldout_aruc": round(sum(r["heldout_aruc"] for r in runs) / len(runs), 4),
         "mean_fingerprints": round(sum(r["num_fingerprints"] for r in runs) / len(runs), 1),
         "runs": runs,
@@ -95,6 +114,9 @@ def main() -> None:
     parser.add_argument("--collect", action="append", default=[], metavar="LABEL=DIR,DIR")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--protocol", default="", help="how the trials were chosen, recorded")
+    parser.add_argument(
+        "--subset", help="also score the held-out suspects whose ids match this glob, alone"
+    )
     args = parser.parse_args()
     zoo = Path(args.zoo)
     trials = []
@@ -104,12 +126,13 @@ def main() -> None:
         for seed in args.seeds:
             folder = zoo.parent / f"{zoo.name}_{args.out}_{number}_s{seed}"
             arguments = [*shlex.split(rest), "--set", f"fingerprint.seed={seed}"]
-            runs.append(run_trial(zoo, folder, arguments))
+            runs.append(run_trial(zoo, folder, arguments, args.subset))
             print(f"{label} seed {seed}: held-out ARUC {runs[-1]['heldout_aruc']}")
         trials.append(summary(label, runs))
     for spec in args.collect:
         label, _, folders = spec.partition("=")
-        trials.append(summary(label, [collected(Path(f)) for f in folders.split(",")]))
+        runs = [collected(Path(f), args.subset) for f in folders.split(",")]
+        trials.append(summary(label, runs))
     record = {
         "command": f"python -m benchmarks.quickstart_trials {shlex.join(sys.argv[1:])}",
         "machine": machine(),
@@ -138,6 +161,12 @@ def main() -> None:
             f"| {trial['label']} | {seeds} | {arucs} | {trial['mean_heldout_aruc']:.3f} | "
             f"{counts} | {trial['mean_fingerprints']} |"
         )
+        if "mean_subset_aruc" in trial:
+            alone = " / ".join(f"{r['subset']['aruc']:.3f}" for r in runs)
+            lines.append(
+                f"| ... held-out ids matching `{args.subset}` alone | {seeds} | {alone} | "
+                f"{trial['mean_subset_aruc']:.3f} | | |"
+            )
     lines += ["", "Each run's command, folder and held-out rates are in the JSON beside this."]
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
