@@ -18,7 +18,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,13 +43,13 @@ RESULTS = Path(__file__).parent / "results"
 class Rule:
     """Keep an image when, on every screened view, every positive gives y_orig a probability
     above ``positive_floor`` (and as its top-1) and every negative gives it less than
-    ``negative_cap`` (and not as its top-1); with ``off_class``, only if y_orig also differs
-    from the class the generator drew the image as."""
+    ``negative_cap`` (and not as its top-1); ``generator_class`` ``off`` (``on``) also asks that
+    y_orig differ from (equal) the class the generator drew the image as."""
 
     name: str
     negative_cap: float = 1.0
     positive_floor: float = 0.0
-    off_class: bool = False
+    generator_class: Literal["any", "off", "on"] = "any"
 
 
 RULES = [
@@ -58,7 +58,8 @@ RULES = [
     *(Rule(f"positives p(y_orig) > {f}", positive_floor=f) for f in (0.5, 0.7, 0.9)),
     Rule("negatives < 0.2, positives > 0.7", negative_cap=0.2, positive_floor=0.7),
     Rule("negatives < 0.1, positives > 0.7", negative_cap=0.1, positive_floor=0.7),
-    Rule("y_orig off the generator class", off_class=True),
+    Rule("y_orig off the generator class", generator_class="off"),
+    Rule("y_orig on the generator class", generator_class="on"),
 ]
 
 
@@ -71,13 +72,14 @@ def survivors(
     rule: Rule,
 ) -> torch.Tensor:
     """Mask over images; ``probs`` is ``(views, models, N, classes)``."""
-    if rule.off_class:
-        y_orig = torch.where(y_orig == y_gen, -1, y_orig)  # no model answers -1: dropped
-    index = y_orig.clamp(min=0).view(1, 1, -1, 1).expand(*probs.shape[:3], 1)
+    index = y_orig.view(1, 1, -1, 1).expand(*probs.shape[:3], 1)
     p_orig = probs.gather(3, index).squeeze(3)
     top1 = probs.argmax(3) == y_orig.view(1, 1, -1)
-    ok = (top1[:, pos] & (p_orig[:, pos] > rule.positive_floor)).all(dim=(0, 1))
-    return ok & (~top1[:, neg] & (p_orig[:, neg] < rule.negative_cap)).all(dim=(0, 1))
+    keep = (top1[:, pos] & (p_orig[:, pos] > rule.positive_floor)).all(dim=(0, 1))
+    keep &= (~top1[:, neg] & (p_orig[:, neg] < rule.negative_cap)).all(dim=(0, 1))
+    if rule.generator_class != "any":
+        keep &= (y_orig != y_gen) if rule.generator_class == "off" else (y_orig == y_gen)
+    return keep
 
 
 def main() -> None:

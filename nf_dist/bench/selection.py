@@ -97,29 +97,19 @@ class ModelSelection:
     def load(self) -> tuple[list[Classifier], list[Classifier]]:
         """The positive and negative models, loaded; benchmark models are verified against the
         manifest (:meth:`~nf_dist.bench.Benchmark.model`)."""
-        if self.bench_uri is None:
-            return (
-                [load_classifier(uri)[0] for uri in self.positives],
-                [load_classifier(uri)[0] for uri in self.negatives],
-            )
-        self.uris()  # every id exists
-        bench = load(self.bench_uri)
-        return (
-            [bench.model(i) for i in self.positives],
-            [bench.model(i) for i in self.negatives],
-        )
+        positives, negatives = self._loaded(self.positives, self.negatives)
+        return positives, negatives
 
     def load_screening(self) -> tuple[list[Classifier], list[Classifier]]:
         """The screening-only positives and negatives, loaded like :meth:`load` loads the
         others."""
+        positives, negatives = self._loaded(self.screening_positives, self.screening_negatives)
+        return positives, negatives
+
+    def _loaded(self, *groups: tuple[str, ...]) -> list[list[Classifier]]:
+        """Each group of names loaded: checkpoint URIs, or verified models of the benchmark."""
         if self.bench_uri is None:
-            return (
-                [load_classifier(uri)[0] for uri in self.screening_positives],
-                [load_classifier(uri)[0] for uri in self.screening_negatives],
-            )
+            return [[load_classifier(uri)[0] for uri in group] for group in groups]
         self.uris()  # every id exists
         bench = load(self.bench_uri)
-        return (
-            [bench.model(i) for i in self.screening_positives],
-            [bench.model(i) for i in self.screening_negatives],
-        )
+        return [[bench.model(i) for i in group] for group in groups]
