@@ -1,7 +1,8 @@
 """Build a FingerBench profile on Ray: one task per model, parents first, resumable.
 
 The driver resolves the catalog, skips models that are already committed and verified (see
-:mod:`nf_dist.bench.store`), puts the decoded data splits into the object store once, and submits a
+:mod:`nf_dist.bench.store`) and derived from the parent weights committed now (a row records its
+parent's sha256, so a rebuilt teacher rebuilds its students), puts the decoded data splits into the object store once, and submits a
 task for every model whose parent is built. Each task trains its model with
 :func:`nf_dist.bench.zoo.build_model`, writes the weights, then commits its manifest row (the
 quickstart builds its zoo through the same path). Failed attempts (an exception or a dead
@@ -134,9 +135,10 @@ def build_one(
     threads = max(1, int(row.num_cpus))
     torch.set_num_threads(threads)
     device = "cuda" if row.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    parent = None
+    parent, parent_sha256 = None, None
     if row.parent is not None:
-        parent, _ = load_classifier(store.model_stem(row.parent), device=device)
+        parent, parent_sidecar = load_classifier(store.model_stem(row.parent), device=device)
+        parent_sha256 = parent_sidecar["sha256"]
     model, test_acc, seconds = build_model(row, parent, splits, progress=progress, device=device)
     finetune_acc = accuracy(model, splits.finetune, device=device)
     key = row_key(row)
@@ -156,6 +158,7 @@ def build_one(
         "attack": row.attack,
         "params": json.dumps(row.params, sort_keys=True),
         "parent": row.parent,
+        "parent_sha256": parent_sha256,  # a rebuilt parent makes this row stale
         "mirror_of": row.mirror_of,
         "data_half": row.data_half,
         "seed": row.seed,
@@ -211,8 +214,11 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     wanted = _with_ancestors(profile, config.only) if config.only else None
     todo = [m for m in profile.models if wanted is None or m.id in wanted]
     committed: dict[str, dict[str, Any]] = {}
-    for model in todo:
+    for model in todo:  # parents come first, so a stale parent is known before its children
         row = store.verified_row(model.id, model)
+        if row is not None and not _built_from_parent(row, committed):
+            logger.info("%s: its parent %s changed since, will rebuild", model.id, model.parent)
+            row = None
         if row is not None:
             committed[model.id] = row
             report.skipped.append(model.id)
@@ -251,6 +257,15 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
             f"(first: {first}: {reason}); re-run the same command to resume"
         )
     return report
+
+
+def _built_from_parent(row: dict[str, Any], committed: dict[str, dict[str, Any]]) -> bool:
+    """Whether a committed row was derived from the parent weights committed now. Rows from
+    before parents were recorded (no ``parent_sha256``) are taken as they are."""
+    parent = row.get("parent")
+    if parent is None or row.get("parent_sha256") is None:
+        return True
+    return parent in committed and committed[parent]["sha256"] == row["parent_sha256"]
 
 
 def _committed_rows(store: BenchStore, models: list[ZooModel]) -> dict[str, dict[str, Any]]:

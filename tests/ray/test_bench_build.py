@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -97,6 +98,25 @@ def test_rebuilds_only_what_is_missing_or_corrupt(built_local) -> None:
     assert sorted(report.built) == ["ftll", "noise-3"]
     assert len(report.skipped) == SMOKE_IDS - 2
     _assert_complete(uri)
+
+
+def test_a_model_whose_parent_changed_is_rebuilt_with_it(built_local, tmp_path: Path) -> None:
+    """A wider independent VGG13 is a new teacher: its ResNet18 student, whose own catalog row
+    did not change, was distilled from the old weights and must be built again."""
+    uri = str(tmp_path / "bench")
+    shutil.copytree(built_local[0], uri)
+    wider = {"arch_width": {"vgg13_bn": 0.25}}
+    report = build_bench(_config(uri, profile_overrides=wider))
+    assert sorted(report.built) == [
+        "distill-vgg13_bn",
+        "indep-vgg13_bn",
+        "indep-vgg13_bn-distilled",
+    ]
+    store = BenchStore(uri)
+    student = store.read_row("indep-vgg13_bn-distilled")
+    assert student is not None
+    assert student["parent_sha256"] == store.read_row("indep-vgg13_bn")["sha256"]  # type: ignore[index]
+    assert build_bench(_config(uri, profile_overrides=wider)).built == []
 
 
 def test_a_worker_killed_mid_build_is_retried(tmp_path: Path, own_processes) -> None:
@@ -488,8 +508,6 @@ def test_experiment_runs_every_method_evaluates_and_reports(
 def test_a_loaded_model_is_checked_against_the_manifest_not_its_sidecar(
     built_local, tmp_path: Path
 ) -> None:
-    import shutil
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
