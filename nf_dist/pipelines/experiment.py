@@ -280,9 +280,9 @@ def _ensure_set(
         "positives": list(config.models.positives),
         "negatives": list(config.models.negatives),
     }
-    for name in ("screening_positives", "screening_negatives"):
-        if getattr(config.models, name):  # absent otherwise, so earlier records still match
-            wanted[name] = list(getattr(config.models, name))
+    for group in ("screening_positives", "screening_negatives"):
+        if getattr(config.models, group):  # absent otherwise, so earlier records still match
+            wanted[group] = list(getattr(config.models, group))
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
         if same_key({k: earlier.get(k) for k in wanted}, wanted):
