@@ -2,10 +2,10 @@
 
 The driver resolves the catalog, skips models that are already committed and verified (see
 :mod:`nf_dist.bench.store`) and derived from the parent weights committed now (a row records its
-parent's sha256, so a rebuilt teacher rebuilds its students), puts the decoded data splits into the object store once, and submits a
-task for every model whose parent is built. Each task trains its model with
-:func:`nf_dist.bench.zoo.build_model`, writes the weights, then commits its manifest row (the
-quickstart builds its zoo through the same path). Failed attempts (an exception or a dead
+parent's sha256, so a rebuilt teacher rebuilds its students), puts the decoded data splits into the
+object store once, and submits a task for every model whose parent is built. Each task trains its
+model with :func:`nf_dist.bench.zoo.build_model`, writes the weights, then commits its manifest row
+(the quickstart builds its zoo through the same path). Failed attempts (an exception or a dead
 worker) are retried by the driver up to ``max_retries`` times, so retries show in the log and in
 the metrics.
 
