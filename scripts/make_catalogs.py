@@ -314,10 +314,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "stem_stride": 2,
         # Measured (benchmarks/results/bench_build_cpu.md): at width 0.25 and a stride-2 stem,
         # MobileNetV2, EfficientNet, ShuffleNet and SqueezeNet distil to 43-59% in 4 epochs.
-        # Inception-v3 at a stride-2 stem runs its modules at 8, 4 and 2 pixels and scored 0.47
-        # from scratch in 5 epochs; at stride 1 and width 0.125 (the same cost per image) it
-        # reaches 0.46 in 2 epochs where stride 2 and width 0.25 reached 0.26-0.31; in 5 epochs
-        # 0.645, still below the 0.655 floor, so it trains 1.5x longer too.
+        # Inception-v3 at a stride-2 stem runs its modules at 8, 4 and 2 pixels and reached 0.465
+        # from scratch (bench_build_cpu.md as of 2026-11-30, below the 0.655 floor); at a stride-1
+        # stem, width 0.125 and 1.5x epochs it reaches 0.698 (bench_build_cpu.md). Short probes
+        # not kept as results chose those settings.
         "arch_width": {"shufflenet_v2": 0.5, "squeezenet": 0.5, "inception_v3": 0.125},
         "arch_stem_stride": {"mobilenet_v2": 1, "efficientnet_b0": 1, "inception_v3": 1},
         # Measured on this machine: from scratch in 5 epochs VGG19 reaches 0.61 and ResNet50
