@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 class AblationConfig:
     """``nf-dist ablation``: the models (ids of the benchmark at ``models.bench_uri``), the GAN,
     the base NaturalFinger settings, where the gradients are computed, and where the sets and
-    the evaluation go."""
+    the evaluation go. ``validation_models`` are scored apart from the held-out suspects, as in
+    ``nf-dist experiment``, so the two report ARUC over the same suspects."""
 
     MOVED_KEYS: ClassVar[dict[str, str]] = MOVED_KEYS
 
@@ -44,6 +45,7 @@ class AblationConfig:
     output_uri: str = "runs/ablation"
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     bootstrap: int = 1000
+    validation_models: tuple[str, ...] = ()
     fingerprint: NaturalFingerConfig = field(default_factory=NaturalFingerConfig)
 
 
@@ -105,6 +107,7 @@ def run_ablation(config: AblationConfig, *, progress: bool = False) -> list[dict
                 bench_uri=config.models.bench_uri,
                 fingerprints=sets,
                 generation_models=config.models.ids,
+                validation_models=config.validation_models,
                 output_uri=evaluation_uri,
                 backend=config.sharding.backend,
                 address=config.sharding.address,

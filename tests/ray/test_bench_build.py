@@ -383,6 +383,7 @@ def test_ablation_runs_every_variant_and_reports_it(
             },
             "output_uri": str(tmp_path / "ablation"),
             "bootstrap": 20,
+            "validation_models": ["rtal", "mirror-ftll"],
             "fingerprint": {"num_candidates": 64, "num_optimised": 32, "steps": 4},
         },
     )
@@ -398,6 +399,10 @@ def test_ablation_runs_every_variant_and_reports_it(
     evaluation = tmp_path / "ablation" / "evaluation"
     assert json.loads((evaluation / "ablation.json").read_text()) == rows
     if (evaluation / "metrics.json").exists():
+        metrics = json.loads((evaluation / "metrics.json").read_text())
+        # scored apart, as in `nf-dist experiment`: the held-out ARUC excludes them
+        assert metrics["split"]["validation_models"] == ["mirror-ftll", "rtal"]
+        assert not {"mirror-ftll", "rtal"} & set(metrics["split"]["heldout_models"])
         assert "Ablation" in write_report(str(evaluation), str(evaluation)).read_text()
 
 

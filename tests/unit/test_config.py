@@ -86,3 +86,29 @@ def test_nested_sections_validate_where_declared() -> None:
         from_dict(FingerprintJobConfig, {"models": both_screens})
     with pytest.raises(ConfigError, match="checkpoint_every must be at least 1"):
         from_dict(FingerprintJobConfig, {"checkpoint_every": 0})
+
+
+def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
+    """The ablation and the Tune sweep score the experiment's held-out suspects: the same
+    generation models, the same validation suspects, and the settings validation chose there."""
+    from nf_dist.pipelines.ablation import AblationConfig
+    from nf_dist.pipelines.experiment import ExperimentConfig
+    from nf_dist.pipelines.tune.config import TuneJobConfig
+
+    jobs = Path(__file__).resolve().parents[2] / "jobs" / "configs"
+    experiment = load_config(ExperimentConfig, jobs / "cpu_experiment.yaml")
+    ablation = load_config(AblationConfig, jobs / "cpu_ablation.yaml")
+    tune = load_config(TuneJobConfig, jobs / "cpu_tune.yaml")
+    chosen = experiment.sets["naturalfinger-offclass"].config
+    sized = {"num_fingerprints", "num_candidates", "num_optimised"}  # the sweeps run smaller sets
+    for name, other in (("ablation", ablation), ("tune", tune)):
+        assert other.models == experiment.models, name
+        assert other.validation_models == experiment.validation_models, name
+        assert other.gan_uri == experiment.gans["gan64"], name
+    for key, value in chosen.items():
+        if key in sized:
+            continue
+        assert tune.base[key] == value, key
+        assert getattr(ablation.fingerprint, key) == (
+            tuple(value) if isinstance(value, list) else value
+        ), key
