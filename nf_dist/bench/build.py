@@ -236,7 +236,7 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
         _run_tasks(config, profile, store, pending, committed, report)
     report.rows = [committed[m.id] for m in todo if m.id in committed]
     # Rows of models outside this build (``--only``) still belong in the manifest.
-    others = _committed_rows(store, [m for m in profile.models if m.id not in committed])
+    others = _committed_rows(store, [m for m in profile.models if m.id not in committed], committed)
     manifest = [*others.values(), *committed.values()]
     store.write_manifest(manifest)
     if any(r["id"] == source_id(profile.plan()) for r in manifest):
@@ -268,12 +268,28 @@ def _built_from_parent(row: dict[str, Any], committed: dict[str, dict[str, Any]]
     return parent in committed and committed[parent]["sha256"] == row["parent_sha256"]
 
 
-def _committed_rows(store: BenchStore, models: list[ZooModel]) -> dict[str, dict[str, Any]]:
+def _committed_rows(
+    store: BenchStore, models: list[ZooModel], built: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The committed rows of ``models`` (outside this build) that still belong in the manifest:
+    built from their catalog row and from the parent weights listed now (``built``: this build's
+    rows). A student of a teacher rebuilt by ``--only`` is left out until it is rebuilt."""
+    listed = dict(built)
     rows = {}
-    for model in models:
+    for model in models:  # catalog order: parents first, so a stale parent is known before
         row = store.read_row(model.id)
-        if row is not None and store.built_from(row, model):
-            rows[model.id] = row
+        if row is None or not store.built_from(row, model):
+            continue
+        if not _built_from_parent(row, listed):
+            logger.warning(
+                "%s: distilled from an older %s; left out of the manifest until a build "
+                "without --only (or with --only %s) rebuilds it",
+                model.id,
+                model.parent,
+                model.id,
+            )
+            continue
+        rows[model.id] = listed[model.id] = row
     return rows
 
 

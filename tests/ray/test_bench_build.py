@@ -102,16 +102,19 @@ def test_rebuilds_only_what_is_missing_or_corrupt(built_local) -> None:
 
 def test_a_model_whose_parent_changed_is_rebuilt_with_it(built_local, tmp_path: Path) -> None:
     """A wider independent VGG13 is a new teacher: its ResNet18 student, whose own catalog row
-    did not change, was distilled from the old weights and must be built again."""
+    did not change, was distilled from the old weights and must be built again; a build of the
+    teacher alone (``--only``) leaves that student out of the manifest until then."""
     uri = str(tmp_path / "bench")
     shutil.copytree(built_local[0], uri)
     wider = {"arch_width": {"vgg13_bn": 0.25}}
+    teacher_only = build_bench(_config(uri, profile_overrides=wider, only=("indep-vgg13_bn",)))
+    assert teacher_only.built == ["indep-vgg13_bn"]
+    listed = {row["id"] for row in bench.load(uri).manifest.to_pylist()}
+    # the student outside `--only` was distilled from the old teacher: not listed until rebuilt
+    assert "indep-vgg13_bn" in listed and "indep-vgg13_bn-distilled" not in listed
+    assert "source" in listed
     report = build_bench(_config(uri, profile_overrides=wider))
-    assert sorted(report.built) == [
-        "distill-vgg13_bn",
-        "indep-vgg13_bn",
-        "indep-vgg13_bn-distilled",
-    ]
+    assert sorted(report.built) == ["distill-vgg13_bn", "indep-vgg13_bn-distilled"]
     store = BenchStore(uri)
     student = store.read_row("indep-vgg13_bn-distilled")
     assert student is not None
