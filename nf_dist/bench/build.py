@@ -19,6 +19,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -236,7 +237,8 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
         _run_tasks(config, profile, store, pending, committed, report)
     report.rows = [committed[m.id] for m in todo if m.id in committed]
     # Rows of models outside this build (``--only``) still belong in the manifest.
-    others = _committed_rows(store, [m for m in profile.models if m.id not in committed], committed)
+    outside = [m for m in profile.models if m.id not in committed]
+    others = _committed_rows(store, outside, committed, report.built)
     manifest = [*others.values(), *committed.values()]
     store.write_manifest(manifest)
     if any(r["id"] == source_id(profile.plan()) for r in manifest):
@@ -259,28 +261,41 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     return report
 
 
-def _built_from_parent(row: dict[str, Any], committed: dict[str, dict[str, Any]]) -> bool:
-    """Whether a committed row was derived from the parent weights committed now. Rows from
-    before parents were recorded (no ``parent_sha256``) are taken as they are."""
+def _built_from_parent(
+    row: dict[str, Any], committed: dict[str, dict[str, Any]], rebuilt: Collection[str] = ()
+) -> bool:
+    """Whether a committed row was derived from the parent weights committed now: its parent is
+    committed and hashes to the recorded ``parent_sha256``. A row from before parents were
+    recorded (no ``parent_sha256``) is stale only if its parent is rebuilt in this build
+    (``rebuilt``, or not committed yet because it is about to be)."""
     parent = row.get("parent")
-    if parent is None or row.get("parent_sha256") is None:
+    if parent is None:
         return True
-    return parent in committed and committed[parent]["sha256"] == row["parent_sha256"]
+    if parent not in committed:
+        return False
+    recorded = row.get("parent_sha256")
+    if recorded is None:
+        return parent not in rebuilt
+    return bool(committed[parent]["sha256"] == recorded)
 
 
 def _committed_rows(
-    store: BenchStore, models: list[ZooModel], built: dict[str, dict[str, Any]]
+    store: BenchStore,
+    models: list[ZooModel],
+    built: dict[str, dict[str, Any]],
+    rebuilt: Collection[str],
 ) -> dict[str, dict[str, Any]]:
     """The committed rows of ``models`` (outside this build) that still belong in the manifest:
     built from their catalog row and from the parent weights listed now (``built``: this build's
-    rows). A student of a teacher rebuilt by ``--only`` is left out until it is rebuilt."""
+    rows, ``rebuilt`` the ids it trained). A student of a teacher rebuilt by ``--only`` is left
+    out until it is rebuilt."""
     listed = dict(built)
     rows = {}
     for model in models:  # catalog order: parents first, so a stale parent is known before
         row = store.read_row(model.id)
         if row is None or not store.built_from(row, model):
             continue
-        if not _built_from_parent(row, listed):
+        if not _built_from_parent(row, listed, rebuilt):
             logger.warning(
                 "%s: distilled from an older %s; left out of the manifest until a build "
                 "without --only (or with --only %s) rebuilds it",

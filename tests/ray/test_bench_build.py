@@ -122,6 +122,22 @@ def test_a_model_whose_parent_changed_is_rebuilt_with_it(built_local, tmp_path: 
     assert build_bench(_config(uri, profile_overrides=wider)).built == []
 
 
+def test_a_student_from_before_parents_were_recorded_is_rebuilt_with_its_teacher(
+    built_local, tmp_path: Path
+) -> None:
+    """A row without ``parent_sha256`` (built before parents were recorded) cannot be checked
+    against its teacher's weights, but a build that rebuilds the teacher rebuilds it too."""
+    uri = str(tmp_path / "bench")
+    shutil.copytree(built_local[0], uri)
+    store = BenchStore(uri)
+    legacy = store.read_row("indep-vgg13_bn-distilled")
+    assert legacy is not None and legacy.pop("parent_sha256")
+    store.commit_row(legacy)
+    assert build_bench(_config(uri)).built == [], "an unchanged teacher keeps the legacy row"
+    report = build_bench(_config(uri, profile_overrides={"arch_width": {"vgg13_bn": 0.25}}))
+    assert "indep-vgg13_bn-distilled" in report.built
+
+
 def test_a_worker_killed_mid_build_is_retried(tmp_path: Path, own_processes) -> None:
     uri = str(tmp_path / "killed")
     killed: list[int] = []
