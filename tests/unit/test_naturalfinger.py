@@ -418,6 +418,45 @@ def test_screening_rules(tiny_world: tuple) -> None:
     assert (screen(images, positives, negatives, y_orig, y_adv, half) <= plain).all()
 
 
+def test_margin_order_stores_the_same_survivors_surest_first(tiny_world: tuple) -> None:
+    from nf_dist.fingerprint.naturalfinger.images import label_probabilities
+    from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
+    from nf_dist.fingerprint.naturalfinger.screen import screened_set
+
+    generator, _, positives, negatives = tiny_world
+    z = torch.randn(64, Z_DIM, generator=torch.Generator().manual_seed(3))
+    y_gen = torch.arange(64) % 10
+    with torch.no_grad():
+        y_orig = positives[0](generator(z, y_gen)).argmax(1)
+    targets = Targets(y_gen=y_gen, y_orig=y_orig, y_adv=(y_orig + 1) % 10)
+    base = NaturalFingerConfig(
+        num_fingerprints=64, screen_negatives="not_original", screen_transforms=("identity",)
+    )
+
+    def kept(config: NaturalFingerConfig):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return screened_set(
+                generator, positives, negatives, z, targets, config, GenerationHistory()
+            )
+
+    by_latent = kept(base)
+    by_margin = kept(replace(base, screen_order="margin"))
+    assert len(by_latent) >= 5
+    assert sorted(map(tuple, by_latent.latents.tolist())) == sorted(
+        map(tuple, by_margin.latents.tolist())
+    ), "the same survivors, reordered"
+    assert by_latent.latents.tolist() != by_margin.latents.tolist()
+    images = torch.from_numpy(by_margin.images).permute(0, 3, 1, 2).float() / 255
+    labels = torch.from_numpy(by_margin.y_orig).long()
+    margin = (
+        label_probabilities(positives, images, labels, 64).min(0).values
+        - label_probabilities(negatives, images, labels, 64).max(0).values
+    )
+    assert (margin[:-1] >= margin[1:] - 1e-5).all(), "surest first"
+    top = kept(replace(base, screen_order="margin", num_fingerprints=3))
+    np.testing.assert_array_equal(top.latents, by_margin.latents[:3])
+
+
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
@@ -428,6 +467,7 @@ def test_screening_rules(tiny_world: tuple) -> None:
         ("reduction", "median", "reduction"),
         ("latent_max_norm", -1.0, "latent_max_norm"),
         ("negative_objective", "towards", "negative_objective"),
+        ("screen_order", "random", "screen_order"),
         ("num_candidates", 1_000_000_000, "num_candidates is 1000000000, above"),
     ],
 )

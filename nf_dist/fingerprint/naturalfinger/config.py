@@ -26,6 +26,7 @@ SCREENING_FIELDS = (
     "screen_transforms",
     "screen_draws",
     "screen_min_pass",
+    "screen_order",
 )
 
 
@@ -77,6 +78,11 @@ class NaturalFingerConfig:
             draw's luck moves survival several-fold).
         screen_min_pass: share of the transformed views an image must pass; the plain image
             (what a suspect is queried with) must always pass (paper: 1.0, every view).
+        screen_order: the order the survivors are stored in, which decides which are kept when
+            more than ``num_fingerprints`` pass and what a query budget asks first: ``latent``
+            (the latents' order; the paper keeps every survivor) or ``margin``: largest first,
+            the white-box margin on the plain image, the smallest probability a (screening)
+            positive gives y_orig minus the largest a (screening) negative gives it.
         precision: ``bf16`` runs the optimisation's forward passes (G, the classifiers, D) under
             bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16 and on GPUs; the latents, their
             gradients and every label decision (selection, y_adv, screening) stay fp32.
@@ -113,6 +119,7 @@ class NaturalFingerConfig:
     screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
     screen_draws: int = 1
     screen_min_pass: float = 1.0
+    screen_order: Literal["latent", "margin"] = "latent"
     precision: Literal["fp32", "bf16"] = "fp32"
     batch_size: int = 500
     seed: int = 0
@@ -156,6 +163,7 @@ class NaturalFingerConfig:
             "initial_labels": ("any", "off_class"),
             "negative_objective": ("adversarial", "away"),
             "screen_negatives": ("adversarial", "not_original"),
+            "screen_order": ("latent", "margin"),
             "adversarial_label_models": ("negative", "positive"),
             "discriminator_label": ("generator", "random"),
             "precision": ("fp32", "bf16"),

@@ -60,6 +60,20 @@ def predictions(models: Sequence[nn.Module], images: torch.Tensor, batch_size: i
     )
 
 
+@torch.no_grad()
+def label_probabilities(
+    models: Sequence[nn.Module], images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """Every model's softmax probability of each image's label: ``(num_models, N)``."""
+
+    def probability(model: nn.Module, s: slice) -> torch.Tensor:
+        return model(images[s]).float().softmax(1).gather(1, labels[s, None]).squeeze(1)
+
+    return torch.stack(
+        [_batched(lambda s, m=m: probability(m, s), len(images), batch_size) for m in models]
+    )
+
+
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Round to 8-bit levels, as the images will be stored and seen by suspects."""
     return torch.round(images.clamp(0, 1) * 255) / 255

@@ -15,7 +15,12 @@ from torch import nn
 
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
-from nf_dist.fingerprint.naturalfinger.images import generate_images, predictions, quantize
+from nf_dist.fingerprint.naturalfinger.images import (
+    generate_images,
+    label_probabilities,
+    predictions,
+    quantize,
+)
 from nf_dist.fingerprint.naturalfinger.prepare import Targets
 from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
 from nf_dist.fingerprint.transforms import apply_transform, sample_params
@@ -58,6 +63,20 @@ def screen(
     return keep & (passed >= config.screen_min_pass * views - 1e-9)
 
 
+def margin_order(
+    images: torch.Tensor,
+    positives: Sequence[nn.Module],
+    negatives: Sequence[nn.Module],
+    y_orig: torch.Tensor,
+    batch_size: int,
+) -> torch.Tensor:
+    """Indices of ``images`` by white-box margin, largest first (ties: the given order): the
+    smallest probability a positive gives y_orig minus the largest a negative gives it."""
+    robust = label_probabilities(positives, images, y_orig, batch_size).min(dim=0).values
+    shared = label_probabilities(negatives, images, y_orig, batch_size).max(dim=0).values
+    return torch.argsort(shared - robust, stable=True)
+
+
 def screened_set(
     generator: nn.Module,
     positives: Sequence[nn.Module],
@@ -68,11 +87,22 @@ def screened_set(
     history: GenerationHistory,
 ) -> FingerprintSet:
     """The latents' images, stored as 8-bit, screened (at most ``num_fingerprints``; may be
-    empty), in the latents' order."""
+    empty), in ``config.screen_order``."""
     with torch.no_grad():
         images = quantize(generate_images(generator, z, targets.y_gen, config.batch_size))
     keep = screen(images, positives, negatives, targets.y_orig, targets.y_adv, config)
-    kept = torch.nonzero(keep).squeeze(1)[: config.num_fingerprints]
+    survivors = torch.nonzero(keep).squeeze(1)
+    if config.screen_order == "margin" and len(survivors):
+        survivors = survivors[
+            margin_order(
+                images[survivors],
+                positives,
+                negatives,
+                targets.y_orig[survivors],
+                config.batch_size,
+            )
+        ]
+    kept = survivors[: config.num_fingerprints]
     return FingerprintSet(
         images=to_uint8(images[kept]),
         y_orig=targets.y_orig[kept].numpy(),
