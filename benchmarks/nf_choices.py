@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, load_fingerprint_set
 from nf_dist.fingerprint.naturalfinger import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS
+from nf_dist.fingerprint.naturalfinger.progress import copy_progress
 from nf_dist.pipelines.fingerprint import FingerprintJobConfig, run_fingerprint
 from nf_dist.pipelines.tune import TuneJobConfig, ValidationScorer, three_way_split
 from nf_dist.storage.artifacts import sibling
@@ -140,11 +140,7 @@ def generate(config: ChoicesConfig, name: str, seed: int) -> FingerprintSet:
         generate(config, parent, seed)
         parent_uri = job_for(config, parent, seed).output_uri
         parent_seconds = float(Path(parent_uri).with_suffix(".seconds").read_text())
-        for suffix in (".json", ".safetensors"):
-            saved = Path(sibling(parent_uri, "progress") + suffix)
-            target = Path(sibling(job.output_uri, "progress") + suffix)
-            if not target.exists():
-                shutil.copyfile(saved, target)
+        copy_progress(sibling(parent_uri, "progress"), sibling(job.output_uri, "progress"))
     started = time.perf_counter()
     fingerprints = run_fingerprint(job, progress=False)
     if not seconds_file.exists():

@@ -44,6 +44,8 @@ from nf_dist.fingerprint.fingerprint_set import (
 )
 from nf_dist.fingerprint.methods import METHODS
 from nf_dist.fingerprint.naturalfinger import Checkpointing
+from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS
+from nf_dist.fingerprint.naturalfinger.progress import copy_progress
 from nf_dist.fingerprint.stealth import DetectorConfig, detection_rate, train_detector
 from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
 from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
@@ -67,11 +69,17 @@ logger = logging.getLogger(__name__)
 class SetSpec:
     """One fingerprint set to generate: a registered ``method``, its ``config`` (the fields of the
     method's config class) and, for generative methods, the key of one of the experiment's
-    ``gans``."""
+    ``gans``.
+
+    ``rescreen_of`` names an earlier NaturalFinger set whose settings differ from this one's
+    only in screening fields (:data:`~nf_dist.fingerprint.naturalfinger.config.SCREENING_FIELDS`):
+    this set then starts from that set's finished optimisation and only screens it otherwise
+    (its ``wall_s`` counts the re-screen alone)."""
 
     method: str = "naturalfinger"
     gan: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    rescreen_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,8 @@ def validate(config: ExperimentConfig) -> dict[str, Any]:
             raise ConfigError(
                 f"sets.{name}: {spec.method} needs gan: <one of {sorted(config.gans)}>"
             )
+        if spec.rescreen_of is not None:
+            _check_rescreen(config, name, typed)
         wanted = getattr(typed[name], "num_fingerprints", None)
         too_large = [b for b in config.budgets if wanted is not None and b > wanted]
         if too_large:
@@ -260,6 +270,32 @@ def validation_models(config: ExperimentConfig) -> tuple[str, ...]:
     ).validation
 
 
+def _check_rescreen(config: ExperimentConfig, name: str, typed: dict[str, Any]) -> None:
+    """``sets.<name>.rescreen_of`` names an earlier set of the same GAN and the same settings
+    up to screening fields (``typed`` holds the sets validated so far, in order)."""
+    spec = config.sets[name]
+    parent = spec.rescreen_of
+    where = f"sets.{name}.rescreen_of"
+    if parent not in typed:
+        raise ConfigError(
+            f"{where} is {parent!r}; it must name a set listed before {name!r} "
+            f"(listed before it: {sorted(typed) or 'none'})"
+        )
+    other = config.sets[parent]
+    if spec.method != "naturalfinger" or other.method != "naturalfinger" or spec.gan != other.gan:
+        raise ConfigError(
+            f"{where}: only a NaturalFinger set of the same GAN can be re-screened "
+            f"({spec.method}/{spec.gan} vs {other.method}/{other.gan})"
+        )
+    ours, theirs = asdict(typed[name]), asdict(typed[parent])
+    differ = sorted(k for k in ours if ours[k] != theirs[k] and k not in SCREENING_FIELDS)
+    if differ:
+        raise ConfigError(
+            f"{where}: {name!r} differs from {parent!r} in {differ[0]!r}, which changes the "
+            f"optimisation; only screening fields ({', '.join(SCREENING_FIELDS)}) may differ"
+        )
+
+
 def _ensure_set(
     config: ExperimentConfig,
     name: str,
@@ -283,6 +319,8 @@ def _ensure_set(
     for group in ("screening_positives", "screening_negatives"):
         if getattr(config.models, group):  # absent otherwise, so earlier records still match
             wanted[group] = list(getattr(config.models, group))
+    if spec.rescreen_of is not None:
+        wanted["rescreen_of"] = spec.rescreen_of
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
         if same_key({k: earlier.get(k) for k in wanted}, wanted):
@@ -291,6 +329,9 @@ def _ensure_set(
         logger.info("set %s changed since it was generated; generating again", name)
     started = time.perf_counter()
     record: dict[str, Any] = plain_key(wanted)
+    if spec.rescreen_of is not None:
+        parent_progress = sibling(set_uri(config, spec.rescreen_of), "progress")
+        copy_progress(parent_progress, sibling(uri, "progress"))
     try:
         fingerprints = generate_set(
             spec.method,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nf_dist import bench
 from nf_dist.bench.build import BuildConfig, build_bench
 from nf_dist.bench.store import MANIFEST_SCHEMA, BenchStore
-from nf_dist.errors import NfDistError
+from nf_dist.errors import ConfigError, NfDistError
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
@@ -426,9 +427,10 @@ def test_ablation_runs_every_variant_and_reports_it(
 
 
 def test_experiment_runs_every_method_evaluates_and_reports(
-    built_local, tmp_path: Path, cifar_test_uri: str, tiny_gan_uri: str
+    built_local, tmp_path: Path, cifar_test_uri: str, tiny_gan_uri: str, caplog
 ) -> None:
-    """`nf-dist experiment` on the smoke bench: every method, evaluation, stealth, resume."""
+    """`nf-dist experiment` on the smoke bench: every method, evaluation, stealth, a re-screen,
+    resume."""
     import json
 
     import pyarrow.parquet as pq
@@ -463,6 +465,20 @@ def test_experiment_runs_every_method_evaluates_and_reports(
                 "gan": "tiny",
                 "config": {"num_candidates": 64, "num_optimised": 32, "steps": 4},
             },
+            # the same descent screened leniently and stored surest first: no descent again
+            "naturalfinger-rescreened": {
+                "method": "naturalfinger",
+                "gan": "tiny",
+                "rescreen_of": "naturalfinger",
+                "config": {
+                    "num_candidates": 64,
+                    "num_optimised": 32,
+                    "steps": 4,
+                    "screen_negatives": "not_original",
+                    "screen_transforms": ["identity"],
+                    "screen_order": "margin",
+                },
+            },
             "naturalfinger-again": {
                 "method": "naturalfinger",
                 "gan": "tiny",
@@ -484,8 +500,16 @@ def test_experiment_runs_every_method_evaluates_and_reports(
         "sharding": {"backend": "ray", "num_shards": 2, "cpus_per_shard": 1.0},
     }
     config = from_dict(ExperimentConfig, raw)
-    result = run_experiment(config, progress=False)
+    with caplog.at_level(logging.INFO, logger="nf_dist.fingerprint.naturalfinger.progress"):
+        result = run_experiment(config, progress=False)
     made = {n for n, r in result["sets"].items() if "failure" not in r}
+    resumed = [
+        r for r in caplog.records if "resuming the latent optimisation at step 4" in r.message
+    ]
+    assert len(resumed) == 1, "the re-screened set started from the finished descent"
+    assert result["sets"]["naturalfinger-rescreened"]["rescreen_of"] == "naturalfinger"
+    strict = result["sets"]["naturalfinger"].get("num_fingerprints", 0)
+    assert result["sets"]["naturalfinger-rescreened"]["num_fingerprints"] >= strict
     assert {"clean", "akh", "ipguard", "metav"} <= made  # these never screen everything away
     deadline = time.monotonic() + 20  # a killed actor frees its CPUs asynchronously
     while (held := ray.cluster_resources()["CPU"] - ray.available_resources()["CPU"]) > 0:
@@ -527,6 +551,47 @@ def test_experiment_runs_every_method_evaluates_and_reports(
     assert main(["experiment", "--config", str(tmp_path / "exp.yaml"), "--no-progress"]) == 0
     after = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}
     assert before == after
+
+
+@pytest.mark.parametrize(
+    ("rescreened", "match"),
+    [
+        ({"rescreen_of": "later"}, "must name a set listed before"),
+        ({"rescreen_of": "nf", "config": {"lr": 2.0}}, "differs from 'nf' in 'lr'"),
+        ({"rescreen_of": "clean", "config": {}}, "only a NaturalFinger set"),
+    ],
+)
+def test_a_rescreen_must_name_an_earlier_set_of_the_same_descent(
+    built_local, tiny_gan_uri: str, rescreened: dict, match: str
+) -> None:
+    from nf_dist.config import from_dict
+    from nf_dist.pipelines.experiment import ExperimentConfig, validate
+
+    nf = {"method": "naturalfinger", "gan": "tiny", "config": {"steps": 4}}
+    spec = {
+        **nf,
+        **rescreened,
+        "config": {"screen_order": "margin", **rescreened.get("config", nf["config"])},
+    }
+    config = from_dict(
+        ExperimentConfig,
+        {
+            "gans": {"tiny": tiny_gan_uri},
+            "models": {
+                "bench_uri": built_local[0],
+                "positives": ["source", "ftll"],
+                "negatives": ["mirror-source", "indep-vgg13_bn"],
+            },
+            "sets": {
+                "nf": nf,
+                "clean": {"method": "clean", "config": {}},
+                "again": spec,
+                "later": nf,
+            },
+        },
+    )
+    with pytest.raises(ConfigError, match=f"sets.again.rescreen_of.*{match}"):
+        validate(config)
 
 
 def test_a_loaded_model_is_checked_against_the_manifest_not_its_sidecar(

@@ -17,8 +17,13 @@ from nf_dist.errors import CheckpointError
 from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS, NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
 from nf_dist.storage.artifacts import same_key
-from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, load_checkpoint, save_checkpoint
-from nf_dist.storage.uri import exists
+from nf_dist.storage.checkpoints import (
+    SIDECAR_SUFFIX,
+    WEIGHTS_SUFFIX,
+    load_checkpoint,
+    save_checkpoint,
+)
+from nf_dist.storage.uri import exists, read_bytes, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +91,19 @@ def load_progress(
     ]
     logger.info("resuming the latent optimisation at step %d from %s", meta["next_step"], uri)
     return SavedProgress(int(meta["next_step"]), tensors["z"], state, meta["history"])
+
+
+def copy_progress(source_uri: str, target_uri: str) -> None:
+    """Start a run at ``target_uri`` from the optimisation saved at ``source_uri`` (a re-screen
+    of the same descent with other screening fields); nothing is done if the target has one
+    already. The tensors go first and the sidecar last, as :func:`save_progress` writes them,
+    so a torn copy is never taken for a checkpoint."""
+    if exists(target_uri + SIDECAR_SUFFIX):
+        return
+    if not exists(source_uri + SIDECAR_SUFFIX):
+        raise CheckpointError(
+            f"{source_uri}{SIDECAR_SUFFIX}: no saved optimisation to re-screen; generate that "
+            "set first"
+        )
+    for suffix in (WEIGHTS_SUFFIX, SIDECAR_SUFFIX):
+        write_bytes_atomic(target_uri + suffix, read_bytes(source_uri + suffix))
