@@ -92,6 +92,7 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
             if not folder.exists()
         ],
     }
+    summary["heldout_rates_by_group"] = rates_by_group(evaluation / "rates.parquet")
     summary["wall_clock_s_from_time_logs"] = {
         **previous.get("wall_clock_s_from_time_logs", {}),
         **_time_logs(),
@@ -103,6 +104,30 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
         summary["tune"] = previous["tune"]
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def rates_by_group(rates_uri: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method, the held-out suspects' mean matching rate by kind of suspect: stolen by
+    distillation or Knockoff, or derived otherwise (fine-tuning, pruning, noise, adversarial
+    training); independent from scratch, distilled, Knockoff, or mirrors of the derived ones."""
+    import pyarrow.parquet as pq
+
+    groups: dict[str, dict[str, list[float]]] = {}
+    for row in pq.read_table(rates_uri).to_pylist():
+        if row["use"] != "heldout":
+            continue
+        kind = {"distill": "distilled", "knockoff": "knockoff", "scratch": "scratch"}.get(
+            row["attack"], "derived"
+        )
+        group = f"{row['role']} {kind}"
+        groups.setdefault(row["method"], {}).setdefault(group, []).append(row["rate"])
+    return {
+        method: {
+            group: {"suspects": len(rates), "mean_rate": round(sum(rates) / len(rates), 4)}
+            for group, rates in sorted(by_group.items())
+        }
+        for method, by_group in sorted(groups.items())
+    }
 
 
 def _time_logs() -> dict[str, float]:
