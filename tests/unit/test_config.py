@@ -99,7 +99,7 @@ def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
     experiment = load_config(ExperimentConfig, jobs / "cpu_experiment.yaml")
     ablation = load_config(AblationConfig, jobs / "cpu_ablation.yaml")
     tune = load_config(TuneJobConfig, jobs / "cpu_tune.yaml")
-    chosen = experiment.sets["naturalfinger-offclass-margin"].config
+    chosen = experiment.sets["naturalfinger-offclass-margin-500"].config
     sized = {"num_fingerprints", "num_candidates", "num_optimised"}  # the sweeps run smaller sets
     for name, other in (("ablation", ablation), ("tune", tune)):
         assert other.models == experiment.models, name
