@@ -93,6 +93,7 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
         ],
     }
     summary["heldout_rates_by_group"] = rates_by_group(evaluation / "rates.parquet")
+    summary["naturalfinger_sets"] = naturalfinger_sets(summary["sets"])
     summary["wall_clock_s_from_time_logs"] = {
         **previous.get("wall_clock_s_from_time_logs", {}),
         **_time_logs(),
@@ -104,6 +105,30 @@ def collect(wall: dict[str, float]) -> dict[str, Any]:
         summary["tune"] = previous["tune"]
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def naturalfinger_sets(sets: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per NaturalFinger set: latents optimised, how many passed the screen, generation seconds
+    (the set's own record; a re-screen counts only itself) and the classes its labels cover."""
+    from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
+
+    info = {}
+    for name, record in sets.items():
+        if record.get("method") != "naturalfinger" or record.get("failure"):
+            continue
+        fingerprints = load_fingerprint_set(str(EXPERIMENT / "sets" / f"{name}.parquet"))
+        made = fingerprints.info
+        labels = [int(y) for y in fingerprints.y_orig]
+        info[name] = {
+            "num_selected": made.get("num_selected"),
+            "num_passed_screening": made.get("num_passed_screening"),
+            "seconds": round(made.get("seconds", 0.0), 1),
+            "rescreen_of": record.get("rescreen_of"),
+            # coverage: how many of CIFAR-10's classes the kept images' y_orig spans
+            "y_orig_classes": len(set(labels)),
+            "largest_y_orig_share": round(max(map(labels.count, set(labels))) / len(labels), 3),
+        }
+    return info
 
 
 def rates_by_group(rates_uri: Path) -> dict[str, dict[str, dict[str, float]]]:
