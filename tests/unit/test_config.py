@@ -90,7 +90,9 @@ def test_nested_sections_validate_where_declared() -> None:
 
 def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
     """The ablation and the Tune sweep score the experiment's held-out suspects: the same
-    generation models, the same validation suspects, and the settings validation chose there."""
+    generation models, the same validation suspects, and the settings validation had chosen
+    there when they ran (the final choice differs from those only by the discriminator term,
+    which the ablation and the sweep vary themselves)."""
     from nf_dist.pipelines.ablation import AblationConfig
     from nf_dist.pipelines.experiment import ExperimentConfig
     from nf_dist.pipelines.tune.config import TuneJobConfig
@@ -100,6 +102,8 @@ def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
     ablation = load_config(AblationConfig, jobs / "cpu_ablation.yaml")
     tune = load_config(TuneJobConfig, jobs / "cpu_tune.yaml")
     chosen = experiment.sets["naturalfinger-offclass-margin-500"].config
+    final = experiment.sets["naturalfinger-offclass-margin-500-nod"].config
+    assert {k: v for k, v in final.items() if k != "discriminator"} == chosen
     sized = {"num_fingerprints", "num_candidates", "num_optimised"}  # the sweeps run smaller sets
     for name, other in (("ablation", ablation), ("tune", tune)):
         assert other.models == experiment.models, name
