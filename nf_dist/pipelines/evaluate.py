@@ -8,8 +8,9 @@ suspects, all-model metrics beside them, and the split is written into every res
 Outputs under ``output_uri``: ``answers.parquet`` (method, suspect id, the suspect's top-1 label
 for every fingerprint in the set's order), ``rates.parquet`` (method, suspect id, role, attack,
 params, arch, use, rate), ``margins.parquet`` (per method and positive: its rate minus its mirror
-negative's), ``budgets.parquet`` (per method, query budget B and split: the metrics when only the
-first B fingerprints are asked, from the same answers; B = the set's size reproduces the headline)
+negative's), ``budgets.parquet`` (per method, query budget B and split: the metrics and the
+ARUC's bootstrap interval when only the first B fingerprints are asked, from the same answers;
+B = the set's size reproduces the headline)
 and ``metrics.json`` (per method and split: ARUC with a bootstrap interval, ROC AUC, TPR at 1% and
 5% FPR, the perfect-separation width; mean margin per attack; the split; the budget curves).
 """
@@ -172,7 +173,10 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     for row in budgets:
         if row["split"] == "heldout":
             entry = metrics["methods"][row["method"]].setdefault("budgets", {})
-            entry[str(row["budget"])] = {k: row[k] for k in BUDGET_METRICS}
+            entry[str(row["budget"])] = {
+                **{k: row[k] for k in BUDGET_METRICS},
+                "aruc_ci95": [row["aruc_ci95_low"], row["aruc_ci95_high"]],
+            }
     _write(config.output_uri, rows, metrics, _answer_rows(answers), budgets)
     return metrics
 
@@ -189,14 +193,15 @@ def budget_rows(
 ) -> list[dict[str, Any]]:
     """Per method, budget and split, the metrics on the first B fingerprints' answers; the
     set's own size is always among the budgets (the headline)."""
+    # manifest order, as the headline's rows: the bootstrap then resamples alike on any engine
     roles = {r["id"]: r["role"] for r in bench.manifest.to_pylist()}
     out = []
     for method, fingerprints in sets.items():
         for budget in sorted({*config.budgets, len(fingerprints)}):
             expected = fingerprints.y_orig[:budget]
             rates = {
-                suspect: matching_rate(labels[method][:budget], expected)
-                for suspect, labels in answers.items()
+                suspect: matching_rate(answers[suspect][method][:budget], expected)
+                for suspect in roles
             }
             for split, members in (
                 ("heldout", [s for s in rates if config.use_of(s) == "heldout"]),
@@ -206,6 +211,10 @@ def budget_rows(
                 neg = [rates[s] for s in members if roles[s] == "negative"]
                 if pos and neg:
                     summary = summarize(pos, neg)
+                    # the same resampling as the headline's, so the full set's reproduces it
+                    low, high = bootstrap_ci(
+                        pos, neg, num_resamples=config.bootstrap, seed=config.seed
+                    )
                     out.append(
                         {
                             "method": method,
@@ -213,6 +222,8 @@ def budget_rows(
                             "full_set": budget == len(fingerprints),
                             "split": split,
                             **{k: summary[k] for k in BUDGET_METRICS},
+                            "aruc_ci95_low": low,
+                            "aruc_ci95_high": high,
                         }
                     )
     return out

@@ -89,7 +89,8 @@ def budget_plot(budgets: list[dict[str, Any]], path: Path) -> bool:
 
 
 def budget_table(budgets: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows: held-out ARUC / ROC AUC / TPR@1%FPR per method (rows) and budget."""
+    """Markdown rows: held-out ARUC [95% interval] / ROC AUC / TPR@1%FPR per method (rows) and
+    budget."""
     held = [b for b in budgets if b["split"] == "heldout"]
     ladder = sorted({b["budget"] for b in held if not b["full_set"]})
     lines = [
@@ -99,16 +100,21 @@ def budget_table(budgets: list[dict[str, Any]]) -> list[str]:
     for method in sorted({b["method"] for b in held}):
         cells = {b["budget"]: b for b in held if b["method"] == method and not b["full_set"]}
         full = next(b for b in held if b["method"] == method and b["full_set"])
-        row = [
-            "{aruc:.3f} / {roc_auc:.3f} / {tpr_at_1pct_fpr:.2f}".format(**cells[b])
-            if b in cells
-            else "-"
-            for b in ladder
-        ]
-        row.append("{aruc:.3f} / {roc_auc:.3f} / {tpr_at_1pct_fpr:.2f}".format(**full))
-        row[-1] += f" (B={full['budget']})"
+        row = [_budget_cell(cells[b]) if b in cells else "-" for b in ladder]
+        row.append(f"{_budget_cell(full)} (B={full['budget']})")
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return lines
+
+
+def _budget_cell(entry: dict[str, Any]) -> str:
+    interval = (
+        f" [{entry['aruc_ci95_low']:.2f}, {entry['aruc_ci95_high']:.2f}]"
+        if entry.get("aruc_ci95_low") is not None  # budgets written before intervals: none
+        else ""
+    )
+    return (
+        f"{entry['aruc']:.3f}{interval} / {entry['roc_auc']:.3f} / {entry['tpr_at_1pct_fpr']:.2f}"
+    )
 
 
 def margins_plot(margins: list[dict[str, Any]], key: str, path: Path, attacks: set[str]) -> bool:
@@ -173,7 +179,12 @@ def write_report(
     budgets = _table(join(evaluation_uri, "budgets.parquet"))
     if budget_plot(budgets, out / "budgets.png"):
         lines += ["", "## Query budgets (held-out suspects; the first B fingerprints)", ""]
-        lines += ["![](budgets.png)", "", "Cells: ARUC / ROC AUC / TPR at 1% FPR.", ""]
+        lines += [
+            "![](budgets.png)",
+            "",
+            "Cells: ARUC [95% bootstrap interval] / ROC AUC / TPR at 1% FPR.",
+            "",
+        ]
         lines += budget_table(budgets)
     if margins_plot(margins, "attack", out / "margins_attack.png", set()):
         lines += ["", "## Margins by attack (positive minus its mirror)", ""]

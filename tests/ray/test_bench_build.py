@@ -313,8 +313,10 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     curve = results["ray"]["methods"]["clean"]["budgets"]
     assert set(curve) == {"4", "8", "16", "32"}
     headline = results["ray"]["methods"]["clean"]["heldout"]
-    for key in ("aruc", "roc_auc", "tpr_at_1pct_fpr"):
+    for key in ("aruc", "roc_auc", "tpr_at_1pct_fpr", "aruc_ci95"):
         assert curve["32"][key] == headline[key]
+    low, high = curve["4"]["aruc_ci95"]
+    assert low <= curve["4"]["aruc"] <= high
     answers = pq.read_table(tmp_path / "ray" / "answers.parquet").to_pylist()
     assert len(answers) == SMOKE_IDS and all(len(a["labels"]) == 32 for a in answers)
     budget_rows = pq.read_table(tmp_path / "ray" / "budgets.parquet").to_pylist()
@@ -378,6 +380,8 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     heldout_aruc = metrics["methods"]["clean"]["heldout"]["aruc"]
     assert f"| clean | heldout | {heldout_aruc:.4f} |" in report
     assert "## Query budgets" in report and "B=16" in report
+    low, high = curve["16"]["aruc_ci95"]
+    assert f"{curve['16']['aruc']:.3f} [{low:.2f}, {high:.2f}]" in report
     for image in ("curves.png", "margins_attack.png", "grid_clean.png", "budgets.png"):
         assert (tmp_path / "ray" / image).stat().st_size > 1000
 
