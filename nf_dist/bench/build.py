@@ -297,8 +297,8 @@ def _committed_rows(
             continue
         if not _built_from_parent(row, listed, rebuilt):
             logger.warning(
-                "%s: distilled from an older %s; left out of the manifest until a build "
-                "without --only (or with --only %s) rebuilds it",
+                "%s: built from an older or missing %s; left out of the manifest until a "
+                "build without --only (or with --only %s) rebuilds it",
                 model.id,
                 model.parent,
                 model.id,
