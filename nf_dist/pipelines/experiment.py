@@ -52,7 +52,7 @@ from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
 from nf_dist.pipelines.report import write_report
 from nf_dist.pipelines.tune.split import split_models
 from nf_dist.storage.artifacts import plain_key, same_key, sibling
-from nf_dist.storage.checkpoints import git_sha
+from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX, git_sha
 from nf_dist.storage.uri import (
     check_name,
     exists,
@@ -173,6 +173,12 @@ def validate(config: ExperimentConfig) -> dict[str, Any]:
         if method.needs_gan and spec.gan is None:
             raise ConfigError(
                 f"sets.{name}: {spec.method} needs gan: <one of {sorted(config.gans)}>"
+            )
+        if spec.gan is not None and not exists(config.gans[spec.gan] + WEIGHTS_SUFFIX):
+            raise ConfigError(
+                f"sets.{name}: its GAN gans.{spec.gan} ({config.gans[spec.gan]}) has no "
+                "checkpoint; train it first (`nf-dist gan train --set output_uri=...`) or drop "
+                "the set"
             )
         if spec.rescreen_of is not None:
             _check_rescreen(config, name, typed)

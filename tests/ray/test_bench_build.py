@@ -563,11 +563,13 @@ def test_experiment_runs_every_method_evaluates_and_reports(
         ({"rescreen_of": "later"}, "must name a set listed before"),
         ({"rescreen_of": "nf", "config": {"lr": 2.0}}, "differs from 'nf' in 'lr'"),
         ({"rescreen_of": "clean", "config": {}}, "only a NaturalFinger set"),
+        ({"gan": "untrained"}, "gans.untrained .* has no checkpoint; train it first"),
     ],
 )
-def test_a_rescreen_must_name_an_earlier_set_of_the_same_descent(
-    built_local, tiny_gan_uri: str, rescreened: dict, match: str
+def test_a_bad_rescreen_or_an_untrained_gan_is_refused_before_any_work(
+    built_local, tiny_gan_uri: str, tmp_path: Path, rescreened: dict, match: str
 ) -> None:
+    """Checked before any work, as is a set whose GAN was never trained."""
     from nf_dist.config import from_dict
     from nf_dist.pipelines.experiment import ExperimentConfig, validate
 
@@ -580,7 +582,7 @@ def test_a_rescreen_must_name_an_earlier_set_of_the_same_descent(
     config = from_dict(
         ExperimentConfig,
         {
-            "gans": {"tiny": tiny_gan_uri},
+            "gans": {"tiny": tiny_gan_uri, "untrained": str(tmp_path / "no-gan")},
             "models": {
                 "bench_uri": built_local[0],
                 "positives": ["source", "ftll"],
@@ -594,7 +596,7 @@ def test_a_rescreen_must_name_an_earlier_set_of_the_same_descent(
             },
         },
     )
-    with pytest.raises(ConfigError, match=f"sets.again.rescreen_of.*{match}"):
+    with pytest.raises(ConfigError, match=f"sets.again.*{match}"):
         validate(config)
 
 
