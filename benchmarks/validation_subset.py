@@ -13,8 +13,9 @@ import argparse
 import json
 
 import pyarrow.parquet as pq
-import yaml
 
+from nf_dist.config import load_config
+from nf_dist.pipelines.experiment import ExperimentConfig
 from nf_dist.scoring import summarize
 
 
@@ -23,8 +24,7 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--rates", required=True)
     args = parser.parse_args()
-    with open(args.config) as handle:
-        validation = yaml.safe_load(handle)["validation_models"]
+    validation = list(load_config(ExperimentConfig, args.config).validation_models)
     rates = pq.read_table(args.rates).to_pandas()
     scores = {}
     for method, group in rates[rates["suspect"].isin(validation)].groupby("method"):
