@@ -90,7 +90,9 @@ def model_group_loss(
 ) -> GroupLoss:
     """CW losses of ``models`` on ``images`` towards ``target`` (or, with ``away``, off it),
     with per-model diagnostics (``hits``: share at the target, or off it)."""
-    total = images.new_zeros(())
+    # fp32 even when the images are bf16 (autocast): a shard given none of this group's models in
+    # a step returns these empties, and numpy has no bf16
+    total = torch.zeros((), device=images.device)
     losses, hits = [], []
     for model in models:
         logits = model(images).float()
@@ -100,7 +102,7 @@ def model_group_loss(
         losses.append(loss.detach())
         at_target = logits.argmax(1) == target
         hits.append((~at_target if away else at_target).float().mean().detach())
-    empty = images.new_zeros(0)
+    empty = torch.zeros(0, device=images.device)
     return GroupLoss(
         total,
         torch.stack(losses) if losses else empty,
