@@ -1,5 +1,6 @@
 """NaturalFinger reference on tiny models: schedule invariants, labels, golden numbers."""
 
+import contextlib
 import copy
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from nf_dist.fingerprint.naturalfinger import (
     Targets,
     draw_candidates,
     fgsm_labels,
+    modules_digest,
     optimise,
     plan_steps,
     random_labels,
@@ -493,3 +495,35 @@ def test_ablation_variants_follow_table_3() -> None:
     ]
     full = variants(NaturalFingerConfig())["adv+tf+d"]
     assert full.adversarial_labels and full.input_transforms and full.discriminator
+
+
+def test_a_saved_descent_is_resumed_only_against_the_same_models(
+    tiny_zoo: dict, tmp_path: Path
+) -> None:
+    """The initial selection reads only the positives, so the config and starting latents
+    alone would take a descent made against other negatives for this one."""
+    positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
+    config = NaturalFingerConfig(num_candidates=64, num_optimised=16, steps=4, batch_size=32)
+    saving = Checkpointing(str(tmp_path / "progress"), every=2)
+
+    def steps_run(negative_models: list) -> int:  # type: ignore[type-arg]
+        steps: list[int] = []
+        context = FingerprintContext(
+            positives,
+            negative_models,
+            generator=tiny_zoo["generator"],
+            discriminator=tiny_zoo["discriminator"],
+            z_dim=Z_DIM,
+        )
+        run = RunOptions(checkpointing=saving, on_step=lambda step, _: steps.append(step))
+        # nothing may survive screening; the descent is what this test counts
+        with contextlib.suppress(FingerprintError):
+            METHODS.get("naturalfinger")().generate(context, config, run)
+        return len(steps)
+
+    assert steps_run(negatives) == 4
+    assert steps_run(negatives) == 0, "the same models: the finished descent is resumed"
+    assert steps_run(negatives[:1]) == 4, "other negatives: another descent"
+    digest = modules_digest([*positives, *negatives])
+    assert digest == modules_digest([*positives, *negatives])
+    assert digest != modules_digest([*positives, *negatives[::-1]])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import torch
 
@@ -29,6 +30,7 @@ from nf_dist.fingerprint.naturalfinger import (
     LocalModelGradients,
     NaturalFingerConfig,
     frozen,
+    modules_digest,
     optimise,
     prepare,
     screened_set,
@@ -86,6 +88,14 @@ class NaturalFinger(FingerprintMethod):
                 assert run.on_step is not None
                 run.on_step(step, lambda: snapshot(z, history))
 
+            checkpointing = run.checkpointing
+            if checkpointing is not None:
+                checkpointing = replace(
+                    checkpointing,
+                    models_digest=modules_digest(
+                        [generator, discriminator, *positives, *negatives]
+                    ),
+                )
             engine = run.engine or LocalModelGradients(
                 generator, positives, negatives, discriminator
             )
@@ -95,7 +105,7 @@ class NaturalFinger(FingerprintMethod):
                 config,
                 context.num_classes,
                 progress=context.progress,
-                checkpointing=run.checkpointing,
+                checkpointing=checkpointing,
                 on_step=observe if run.on_step is not None else None,
             )
             fingerprints = snapshot(z, history)

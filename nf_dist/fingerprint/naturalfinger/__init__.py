@@ -42,6 +42,7 @@ from nf_dist.fingerprint.naturalfinger.prepare import (
     random_labels,
     select_initial,
 )
+from nf_dist.fingerprint.naturalfinger.progress import modules_digest
 from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory, StepPlan, plan_steps
 from nf_dist.fingerprint.naturalfinger.screen import screen, screened_set
 
@@ -64,6 +65,7 @@ __all__ = [
     "channels_last",
     "frozen",
     "model_group_loss",
+    "modules_digest",
     "optimise",
     "partial_model_gradient",
     "plan_steps",

@@ -29,10 +29,13 @@ LatentObserver = Callable[[int, torch.Tensor, GenerationHistory], None]
 @dataclass(frozen=True)
 class Checkpointing:
     """Save the optimisation at ``uri`` every ``every`` steps; a re-run of the same run
-    resumes from the last save (see :mod:`.progress`)."""
+    resumes from the last save (see :mod:`.progress`). ``models_digest`` names the modules the
+    run optimises against (:func:`~.progress.modules_digest`); a save made against others is
+    not resumed."""
 
     uri: str
     every: int = 50
+    models_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def optimise(
     saved = None
     if checkpointing is not None:
         template = torch.optim.SGD([z0.clone().requires_grad_(True)], lr=config.lr)
-        saved = load_progress(checkpointing.uri, z0, config, template)
+        saved = load_progress(checkpointing.uri, z0, config, template, checkpointing.models_digest)
     earlier = GenerationHistory(**saved.history) if saved is not None else GenerationHistory()
 
     def observe(
@@ -91,7 +94,16 @@ def optimise(
         history = earlier.extended(done)
         last = step + 1 == len(descent.plans)
         if checkpointing is not None and ((step + 1) % checkpointing.every == 0 or last):
-            save_progress(checkpointing.uri, step + 1, z, z0, optimizer, history, config)
+            save_progress(
+                checkpointing.uri,
+                step + 1,
+                z,
+                z0,
+                optimizer,
+                history,
+                config,
+                checkpointing.models_digest,
+            )
         if on_step is not None:
             on_step(step, z, history)
 

@@ -1,17 +1,21 @@
 """Checkpoints of a latent optimisation: resume a killed run from its last saved step.
 
 Saved every ``checkpoint_every`` steps as a safe checkpoint (safetensors + JSON sidecar, written
-atomically, sidecar last): the latents, the SGD momentum buffer, the starting latents (to check
-that a resumed run is the same run), the step reached, the history and the config.
+atomically, sidecar last): the latents, the SGD momentum buffer, the starting latents and a digest
+of the modules optimised against (to check that a resumed run is the same run), the step reached,
+the history and the config.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from nf_dist.errors import CheckpointError
 from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS, NaturalFingerConfig
@@ -38,6 +42,20 @@ class SavedProgress:
     history: dict[str, list[float]]
 
 
+def modules_digest(modules: Sequence[nn.Module]) -> str:
+    """SHA-256 of the modules' parameters and buffers, in order: which GAN and classifiers a
+    descent ran against (the config and starting latents alone do not say; the initial
+    selection reads only the positives)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
 def save_progress(
     uri: str,
     next_step: int,
@@ -46,8 +64,10 @@ def save_progress(
     optimizer: torch.optim.Optimizer,
     history: GenerationHistory,
     config: NaturalFingerConfig,
+    models_digest: str | None = None,
 ) -> None:
-    """Write the run's state after ``next_step`` steps."""
+    """Write the run's state after ``next_step`` steps (``models_digest``: see
+    :func:`modules_digest`)."""
     tensors = {"z": z.detach().cpu(), "z0": z0.detach().cpu()}
     buffer = optimizer.state_dict()["state"].get(0, {}).get("momentum_buffer")
     if buffer is not None:
@@ -58,15 +78,22 @@ def save_progress(
         "config": asdict(config),
         "history": asdict(history),
         "param_groups": optimizer.state_dict()["param_groups"],
+        "models_digest": models_digest,
     }
     save_checkpoint(uri, tensors, meta)
 
 
 def load_progress(
-    uri: str, z0: torch.Tensor, config: NaturalFingerConfig, optimizer: torch.optim.Optimizer
+    uri: str,
+    z0: torch.Tensor,
+    config: NaturalFingerConfig,
+    optimizer: torch.optim.Optimizer,
+    models_digest: str | None = None,
 ) -> SavedProgress | None:
     """The saved state of the same run (same starting latents, same config up to
-    :data:`SCREENING_FIELDS`, so a finished run can be re-screened otherwise), else None."""
+    :data:`SCREENING_FIELDS`, so a finished run can be re-screened otherwise, same modules when
+    both sides name them), else None. A save from before digests were recorded is taken, with a
+    warning."""
     if not exists(uri + SIDECAR_SUFFIX):
         return None
     try:
@@ -81,6 +108,20 @@ def load_progress(
     if not same_key(recorded, config) or not torch.equal(tensors["z0"], z0.cpu()):
         logger.warning("%s belongs to another run (config or latents differ); starting over", uri)
         return None
+    recorded_models = meta.get("models_digest")
+    if models_digest is not None and recorded_models is not None:
+        if recorded_models != models_digest:
+            logger.warning(
+                "%s was optimised against other models (GAN or classifiers differ); starting over",
+                uri,
+            )
+            return None
+    elif models_digest is not None:
+        logger.warning(
+            "%s records no digest of its models (saved by an older nf-dist); resuming it as the "
+            "same run",
+            uri,
+        )
     state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
     if "momentum_buffer" in tensors:
         state["state"] = {0: {"momentum_buffer": tensors["momentum_buffer"]}}
