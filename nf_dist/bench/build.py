@@ -2,12 +2,13 @@
 
 The driver resolves the catalog, skips models that are already committed and verified (see
 :mod:`nf_dist.bench.store`) and derived from the parent weights committed now (a row records its
-parent's sha256, so a rebuilt teacher rebuilds its students), puts the decoded data splits into the
-object store once, and submits a task for every model whose parent is built. Each task trains its
-model with :func:`nf_dist.bench.zoo.build_model`, writes the weights, then commits its manifest row
-(the quickstart builds its zoo through the same path). Failed attempts (an exception or a dead
-worker) are retried by the driver up to ``max_retries`` times, so retries show in the log and in
-the metrics.
+parent's sha256, so a rebuilt teacher rebuilds its students; a row from before that is rebuilt
+with a teacher rebuilt in the same build, and otherwise given its kept teacher's sha256), puts the
+decoded data splits into the object store once, and submits a task for every model whose parent
+is built. Each task trains its model with :func:`nf_dist.bench.zoo.build_model`, writes the
+weights, then commits its manifest row (the quickstart builds its zoo through the same path).
+Failed attempts (an exception or a dead worker) are retried by the driver up to ``max_retries``
+times, so retries show in the log and in the metrics.
 
 Example:
     >>> build_bench(BuildConfig(profile="smoke", output_uri="runs/bench/smoke"))  # doctest: +SKIP
@@ -220,6 +221,11 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
         if row is not None and not _built_from_parent(row, committed):
             logger.info("%s: its parent %s changed since, will rebuild", model.id, model.parent)
             row = None
+        if row is not None and model.parent is not None and row.get("parent_sha256") is None:
+            # From before parents were recorded, and its parent is kept: record the parent's
+            # weights now, so a build stopped after rebuilding that parent leaves this row stale.
+            row = {**row, "parent_sha256": committed[model.parent]["sha256"]}
+            store.commit_row(row)
         if row is not None:
             committed[model.id] = row
             report.skipped.append(model.id)

@@ -127,15 +127,32 @@ def test_a_student_from_before_parents_were_recorded_is_rebuilt_with_its_teacher
     built_local, tmp_path: Path
 ) -> None:
     """A row without ``parent_sha256`` (built before parents were recorded) cannot be checked
-    against its teacher's weights, but a build that rebuilds the teacher rebuilds it too."""
+    against its teacher's weights: a build that rebuilds the teacher rebuilds it too, and a build
+    that keeps the teacher records the teacher's weights in it, so that a later build stopped
+    between the teacher and the student (here: ``--only`` the teacher) leaves it visibly stale."""
     uri = str(tmp_path / "bench")
     shutil.copytree(built_local[0], uri)
     store = BenchStore(uri)
-    legacy = store.read_row("indep-vgg13_bn-distilled")
-    assert legacy is not None and legacy.pop("parent_sha256")
-    store.commit_row(legacy)
-    assert build_bench(_config(uri)).built == [], "an unchanged teacher keeps the legacy row"
-    report = build_bench(_config(uri, profile_overrides={"arch_width": {"vgg13_bn": 0.25}}))
+
+    def make_legacy() -> None:
+        legacy = store.read_row("indep-vgg13_bn-distilled")
+        assert legacy is not None and legacy.pop("parent_sha256")
+        store.commit_row(legacy)
+
+    make_legacy()
+    wider = {"arch_width": {"vgg13_bn": 0.25}}
+    report = build_bench(_config(uri, profile_overrides=wider))
+    assert "indep-vgg13_bn-distilled" in report.built, "rebuilt in the teacher's build"
+
+    make_legacy()
+    assert build_bench(_config(uri, profile_overrides=wider)).built == [], "teacher unchanged"
+    teacher = store.read_row("indep-vgg13_bn")
+    student = store.read_row("indep-vgg13_bn-distilled")
+    assert teacher is not None and student is not None
+    assert student["parent_sha256"] == teacher["sha256"], "the teacher's weights are recorded"
+    interrupted = build_bench(_config(uri, only=("indep-vgg13_bn",)))  # the teacher, as before
+    assert interrupted.built == ["indep-vgg13_bn"]
+    report = build_bench(_config(uri))
     assert "indep-vgg13_bn-distilled" in report.built
 
 
@@ -549,12 +566,18 @@ def test_experiment_runs_every_method_evaluates_and_reports(
     assert set(result["budgets_evaluated"]) <= {5, 10}
     assert akh_budgets["30"]["aruc"] == result["methods"]["akh"]["heldout"]["aruc"]
 
-    # A second run through the CLI reuses every set that was made (same records, no regeneration).
+    # A second run through the CLI reuses every set that was made (same records, no regeneration)
+    # and the stealth detectors (same adversary, data and settings: the same rates).
+    saved = [tmp_path / "exp" / "stealth" / f"detector-seed{seed}.safetensors" for seed in (0, 1)]
     before = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}
+    before_detectors = [path.stat().st_mtime_ns for path in saved]
     (tmp_path / "exp.yaml").write_text(dump_yaml(config))
     assert main(["experiment", "--config", str(tmp_path / "exp.yaml"), "--no-progress"]) == 0
     after = {n: (tmp_path / "exp" / "sets" / f"{n}.parquet").stat().st_mtime_ns for n in made}
     assert before == after
+    assert [path.stat().st_mtime_ns for path in saved] == before_detectors
+    again = json.loads((tmp_path / "exp" / "evaluation" / "stealth.json").read_text())
+    assert again["detection_rate"] == stealth["detection_rate"]
 
 
 @pytest.mark.parametrize(
