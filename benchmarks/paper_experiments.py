@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -131,15 +132,18 @@ def naturalfinger_sets(sets: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return info
 
 
-def rates_by_group(rates_uri: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """Per method, the held-out suspects' mean matching rate by kind of suspect: stolen by
-    distillation or Knockoff, or derived otherwise (fine-tuning, pruning, noise, adversarial
-    training); independent from scratch, distilled, Knockoff, or mirrors of the derived ones."""
+def rates_by_group(
+    rates_uri: Path | str, suspects: Collection[str] | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method, the held-out suspects' (or ``suspects``') mean matching rate by kind of
+    suspect: stolen by distillation or Knockoff, or derived otherwise (fine-tuning, pruning,
+    noise, adversarial training); independent from scratch, distilled, Knockoff, or mirrors of
+    the derived ones."""
     import pyarrow.parquet as pq
 
     groups: dict[str, dict[str, list[float]]] = {}
     for row in pq.read_table(rates_uri).to_pylist():
-        if row["use"] != "heldout":
+        if (row["suspect"] not in suspects) if suspects is not None else row["use"] != "heldout":
             continue
         kind = {"distill": "distilled", "knockoff": "knockoff", "scratch": "scratch"}.get(
             row["attack"], "derived"
