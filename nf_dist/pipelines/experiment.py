@@ -17,8 +17,8 @@ evaluated together, the stealthiness detector over several seeds, and the report
    trained on the
    adversary's fine-tuning images vs Gaussian-noise and FGSM versions (FGSM against the
    adversary's own model, ``stealth.adversary_model``); each set's detection rate, and the clean
-   test images' as the false-alarm reference. ``evaluation/stealth.json``; the detectors are
-   kept under ``stealth/`` and reused while the adversary's weights, data and settings match.
+   test images' as the false-alarm reference (:mod:`nf_dist.pipelines.stealth`).
+   ``evaluation/stealth.json``; the detectors are kept under ``stealth/``.
 4. **Report** (:mod:`nf_dist.pipelines.report`) into ``report_dir``.
 """
 
@@ -27,11 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from torch import nn
 
 from nf_dist import __version__
 from nf_dist.bench import load
@@ -39,7 +38,7 @@ from nf_dist.bench.selection import ModelSelection
 from nf_dist.config import from_dict, to_dict
 from nf_dist.data import DataConfig, load_splits
 from nf_dist.distributed.engines import ShardingConfig
-from nf_dist.errors import CheckpointError, ConfigError, FingerprintError
+from nf_dist.errors import ConfigError, FingerprintError
 from nf_dist.fingerprint.fingerprint_set import (
     load_fingerprint_set,
     save_fingerprint_set,
@@ -48,24 +47,13 @@ from nf_dist.fingerprint.methods import METHODS
 from nf_dist.fingerprint.naturalfinger import Checkpointing
 from nf_dist.fingerprint.naturalfinger.config import SCREENING_FIELDS
 from nf_dist.fingerprint.naturalfinger.progress import copy_progress
-from nf_dist.fingerprint.stealth import (
-    DetectorConfig,
-    detection_rate,
-    detector_cnn,
-    train_detector,
-)
 from nf_dist.pipelines.evaluate import EvaluateConfig, run_evaluate
 from nf_dist.pipelines.fingerprint import MOVED_KEYS, OwnerAssets, generate_set
 from nf_dist.pipelines.report import write_report
+from nf_dist.pipelines.stealth import Adversary, StealthConfig, measure_stealth
 from nf_dist.pipelines.tune.split import split_models
 from nf_dist.storage.artifacts import plain_key, same_key, sibling
-from nf_dist.storage.checkpoints import (
-    SIDECAR_SUFFIX,
-    WEIGHTS_SUFFIX,
-    git_sha,
-    load_checkpoint,
-    save_checkpoint,
-)
+from nf_dist.storage.checkpoints import WEIGHTS_SUFFIX, git_sha
 from nf_dist.storage.uri import (
     check_name,
     exists,
@@ -93,19 +81,6 @@ class SetSpec:
     gan: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     rescreen_of: str | None = None
-
-
-@dataclass(frozen=True)
-class StealthConfig:
-    """The adversary's detector, trained once per seed (``seeds: []`` skips the step).
-
-    ``adversary_model`` is the benchmark id of the model whose FGSM examples the detector learns
-    (the adversary holds the stolen model; default: the first positive).
-    """
-
-    seeds: tuple[int, ...] = (0, 1, 2)
-    adversary_model: str | None = None
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
 
 @dataclass(frozen=True)
@@ -255,7 +230,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     )
     wall["evaluation"] = time.perf_counter() - started
     started = time.perf_counter()
-    stealth = measure_stealth(config, made, splits.finetune, splits.test)
+    stealth = _stealth(config, made, splits)
     write_bytes_atomic(join(evaluation_uri, "stealth.json"), json.dumps(stealth, indent=2).encode())
     wall["stealth"] = time.perf_counter() - started
     run_record = {
@@ -374,63 +349,20 @@ def _ensure_set(
     return record
 
 
-def measure_stealth(
-    config: ExperimentConfig, names: list[str], adversary_data: Any, clean: Any
-) -> dict[str, Any]:
-    """Detection rate of the sets ``names`` (and of clean test images), one detector per seed."""
+def _stealth(config: ExperimentConfig, names: list[str], splits: Any) -> dict[str, Any]:
+    """Detection rate of the sets ``names`` and of 1,000 clean test images (the false-alarm
+    reference); {} when no seed is asked for."""
     if not config.stealth.seeds:
         return {}
-    adversary = config.stealth.adversary_model or config.models.positives[0]
+    assert config.models.bench_uri is not None  # validate() requires it
     images = {name: load_fingerprint_set(set_uri(config, name)).images for name in names}
+    clean = splits.test
     rng = np.random.default_rng(0)
     images["clean test images"] = clean.images[rng.choice(len(clean), min(1000, len(clean)), False)]
-    per_seed: dict[str, list[float]] = {name: [] for name in images}
-    for seed in config.stealth.seeds:
-        detector = _stealth_detector(config, adversary, seed, adversary_data)
-        for name, batch in images.items():
-            per_seed[name].append(detection_rate(detector, batch))
-    return {
-        "adversary_model": adversary,
-        "seeds": list(config.stealth.seeds),
-        "detector": asdict(config.stealth.detector),
-        "detection_rate": {
-            name: {"mean": float(np.mean(rates)), "std": float(np.std(rates)), "per_seed": rates}
-            for name, rates in per_seed.items()
-        },
-    }
-
-
-def _stealth_detector(
-    config: ExperimentConfig, adversary: str, seed: int, adversary_data: Any
-) -> nn.Module:
-    """The detector of one seed: the one saved under ``stealth/`` if it was trained on the same
-    adversary weights, data and settings, else trained now and saved (about a minute each on a
-    2-core CPU, and the same on every re-run of an experiment)."""
-    assert config.models.bench_uri is not None  # validate() requires it
-    bench = load(config.models.bench_uri)
-    settings = replace(config.stealth.detector, seed=seed)
-    key = plain_key(
-        {
-            "adversary_model": adversary,
-            "adversary_sha256": bench.expected_sha256(adversary),
-            "detector": asdict(settings),
-            "data": to_dict(config.data),
-        }
+    adversary = Adversary(
+        config.models.bench_uri,
+        config.stealth.adversary_model or config.models.positives[0],
+        splits.finetune,
+        to_dict(config.data),
     )
-    uri = join(config.output_uri, "stealth", f"detector-seed{seed}")
-    if exists(uri + SIDECAR_SUFFIX):
-        try:
-            tensors, meta = load_checkpoint(uri)
-        except CheckpointError as exc:
-            logger.warning("ignoring unreadable stealth detector %s: %s", uri, exc)
-        else:
-            if same_key(meta.get("key"), key):
-                detector = detector_cnn()
-                detector.load_state_dict(tensors)
-                logger.info("stealth detector seed %d reused from %s", seed, uri)
-                return detector.eval()
-    started = time.perf_counter()
-    detector = train_detector(adversary_data, bench.model(adversary), settings)
-    save_checkpoint(uri, detector.state_dict(), {"kind": "stealth_detector", "key": key})
-    logger.info("stealth detector seed %d trained in %.0fs", seed, time.perf_counter() - started)
-    return detector
+    return measure_stealth(config.stealth, adversary, images, join(config.output_uri, "stealth"))

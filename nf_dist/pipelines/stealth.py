@@ -1,0 +1,109 @@
+"""Stealthiness (Table 2) of an experiment's sets: how often the adversary's detector flags them.
+
+The adversary trains a detector (:mod:`nf_dist.fingerprint.stealth`) on its fine-tuning images
+against Gaussian-noise and FGSM versions of them (FGSM against the model it holds), one detector
+per seed, and the detection rate of each set of images is the share it flags. Detectors are saved
+under the experiment's ``stealth/`` and reused while the adversary's weights, the data and the
+settings match (each takes about a minute to train on a 2-core CPU, on every re-run otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nf_dist.bench import load
+from nf_dist.errors import CheckpointError
+from nf_dist.fingerprint.stealth import (
+    DetectorConfig,
+    detection_rate,
+    detector_cnn,
+    train_detector,
+)
+from nf_dist.storage.artifacts import plain_key, same_key
+from nf_dist.storage.checkpoints import SIDECAR_SUFFIX, load_checkpoint, save_checkpoint
+from nf_dist.storage.uri import exists, join
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StealthConfig:
+    """The adversary's detector, trained once per seed (``seeds: []`` skips the step).
+
+    ``adversary_model`` is the benchmark id of the model whose FGSM examples the detector learns
+    (the adversary holds the stolen model; default: the first positive).
+    """
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    adversary_model: str | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """What the detectors are trained from: a benchmark model, its fine-tuning images and the
+    data config they came from (part of what a saved detector must match)."""
+
+    bench_uri: str
+    model_id: str
+    images: Any
+    data: dict[str, Any]
+
+
+def measure_stealth(
+    config: StealthConfig, adversary: Adversary, images: dict[str, np.ndarray], cache_uri: str
+) -> dict[str, Any]:
+    """Each named batch of ``images``' detection rate, per seed and averaged."""
+    per_seed: dict[str, list[float]] = {name: [] for name in images}
+    for seed in config.seeds:
+        detector = _detector(replace(config.detector, seed=seed), adversary, cache_uri)
+        for name, batch in images.items():
+            per_seed[name].append(detection_rate(detector, batch))
+    return {
+        "adversary_model": adversary.model_id,
+        "seeds": list(config.seeds),
+        "detector": asdict(config.detector),
+        "detection_rate": {
+            name: {"mean": float(np.mean(rates)), "std": float(np.std(rates)), "per_seed": rates}
+            for name, rates in per_seed.items()
+        },
+    }
+
+
+def _detector(settings: DetectorConfig, adversary: Adversary, cache_uri: str) -> nn.Module:
+    """The detector of one seed: the one saved at ``cache_uri`` if it was trained from the same
+    adversary weights, data and settings, else trained now and saved there."""
+    bench = load(adversary.bench_uri)
+    key = plain_key(
+        {
+            "adversary_model": adversary.model_id,
+            "adversary_sha256": bench.expected_sha256(adversary.model_id),
+            "detector": asdict(settings),
+            "data": adversary.data,
+        }
+    )
+    uri = join(cache_uri, f"detector-seed{settings.seed}")
+    if exists(uri + SIDECAR_SUFFIX):
+        try:
+            tensors, meta = load_checkpoint(uri)
+        except CheckpointError as exc:
+            logger.warning("ignoring unreadable stealth detector %s: %s", uri, exc)
+        else:
+            if same_key(meta.get("key"), key):
+                detector = detector_cnn()
+                detector.load_state_dict(tensors)
+                logger.info("stealth detector seed %d reused from %s", settings.seed, uri)
+                return detector.eval()
+    started = time.perf_counter()
+    detector = train_detector(adversary.images, bench.model(adversary.model_id), settings)
+    save_checkpoint(uri, detector.state_dict(), {"kind": "stealth_detector", "key": key})
+    logger.info(
+        "stealth detector seed %d trained in %.0fs", settings.seed, time.perf_counter() - started
+    )
+    return detector
