@@ -7,9 +7,9 @@ Scores every method in ``RATES`` (an evaluation's ``rates.parquet``) on the ``va
 of ``CONFIG`` (an experiment config), so that a trial that moved some validation suspects into
 screening can be compared with earlier sets on the suspects both kept. With ``--heldout-of`` (a
 trial's ``metrics.json``), also on that trial's held-out suspects, with the bootstrap interval
-the evaluation gives (1,000 resamples, seed 0, suspects in manifest order) and their mean
-matching rates by kind of suspect: a trial that took held-out suspects as generation models is
-compared with earlier sets on the ones left. With
+the evaluation gives (1,000 resamples, seed 0, suspects in manifest order), the bound the mean
+rates put on it (``aruc_bound``) and the mean matching rates by kind of suspect: a trial that
+took held-out suspects as generation models is compared with earlier sets on the ones left. With
 ``--budget``, each suspect's rate is recomputed from its first B answers (``answers.parquet``
 beside ``RATES``) against the first B expected labels of the set (``DIR/<method>.parquet``), as
 the evaluation's budget curves do. Prints JSON.
@@ -28,7 +28,7 @@ from benchmarks.paper_experiments import rates_by_group
 from nf_dist.config import load_config
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.pipelines.experiment import ExperimentConfig
-from nf_dist.scoring import bootstrap_ci, summarize
+from nf_dist.scoring import aruc_bound, bootstrap_ci, summarize
 
 
 def _scores(rates: pd.DataFrame, suspects: list[str], interval: bool) -> dict[str, object]:
@@ -44,6 +44,17 @@ def _scores(rates: pd.DataFrame, suspects: list[str], interval: bool) -> dict[st
         else:
             scores[method] = value
     return scores
+
+
+def _bounds(rates: pd.DataFrame, suspects: list[str]) -> dict[str, float]:
+    """Each method's mean-rate bound on ARUC (:func:`nf_dist.scoring.aruc_bound`) on
+    ``suspects``."""
+    bounds = {}
+    for method, group in rates[rates["suspect"].isin(suspects)].groupby("method"):
+        positive = group[group["role"] == "positive"]["rate"].to_numpy()
+        negative = group[group["role"] == "negative"]["rate"].to_numpy()
+        bounds[method] = round(aruc_bound(positive, negative), 4)
+    return bounds
 
 
 def _rates_at_budget(rates: pd.DataFrame, answers_uri: str, sets: str, budget: int) -> pd.DataFrame:
@@ -86,6 +97,7 @@ def main() -> None:
             heldout = list(json.load(file)["split"]["heldout_models"])
         result["heldout_suspects"] = len(heldout)
         result["heldout_aruc_ci95"] = _scores(rates, heldout, interval=True)
+        result["heldout_aruc_bound"] = _bounds(rates, heldout)
         if args.budget is None:
             result["heldout_rates_by_group"] = rates_by_group(args.rates, heldout)
     print(json.dumps(result))

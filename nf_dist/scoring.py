@@ -1,4 +1,5 @@
-"""Fingerprint-verification metrics: matching rate, margins, ARUC, ROC AUC, TPR at fixed FPR.
+"""Fingerprint-verification metrics: matching rate, margins, ARUC (and a bound on it from the mean
+rates), ROC AUC, TPR at fixed FPR.
 
 Convention used everywhere: a suspect is judged *positive* (stolen) at threshold ``t`` when its
 matching rate is ``>= t``.
@@ -62,6 +63,21 @@ def aruc(positive_rates: ArrayLike, negative_rates: ArrayLike) -> float:
     return float(total)
 
 
+def aruc_bound(positive_rates: ArrayLike, negative_rates: ArrayLike) -> float:
+    """An upper bound on ARUC from the mean rates alone: min(mean positive rate, 1 - mean
+    negative rate), since the integral of R(t) over [0, 1] is the positives' mean rate and that
+    of U(t) is one minus the negatives' (so ARUC >= 0.9 needs both means on the right side of
+    0.9 and 0.1).
+
+    Example:
+        >>> aruc_bound([1.0, 0.8], [0.1, 0.3])
+        0.8
+    """
+    pos = _rates(positive_rates, "positive_rates")
+    neg = _rates(negative_rates, "negative_rates")
+    return float(min(pos.mean(), 1.0 - neg.mean()))
+
+
 def roc_auc(positive_rates: ArrayLike, negative_rates: ArrayLike) -> float:
     """Probability that a positive suspect outscores a negative one (ties count one half)."""
     pos = _rates(positive_rates, "positive_rates")[:, None]
@@ -119,6 +135,7 @@ def summarize(positive_rates: ArrayLike, negative_rates: ArrayLike) -> dict[str,
     """All scalar metrics for one set of positive and negative suspects."""
     return {
         "aruc": aruc(positive_rates, negative_rates),
+        "aruc_bound": aruc_bound(positive_rates, negative_rates),
         "roc_auc": roc_auc(positive_rates, negative_rates),
         "tpr_at_1pct_fpr": tpr_at_fpr(positive_rates, negative_rates, 0.01),
         "tpr_at_5pct_fpr": tpr_at_fpr(positive_rates, negative_rates, 0.05),

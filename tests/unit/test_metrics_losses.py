@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from nf_dist.fingerprint.losses import cw_away_loss, cw_loss, discriminator_loss
-from nf_dist.scoring import aruc, matching_rate, roc_auc, summarize, tpr_at_fpr
+from nf_dist.scoring import aruc, aruc_bound, matching_rate, roc_auc, summarize, tpr_at_fpr
 
 
 def test_cw_loss_hand_computed() -> None:
@@ -67,6 +68,20 @@ def test_aruc_rejects_out_of_range() -> None:
         aruc([1.2], [0.1])
     with pytest.raises(ValueError, match="non-empty"):
         aruc([], [0.1])
+
+
+def test_aruc_never_exceeds_its_mean_rate_bound() -> None:
+    assert aruc([0.9, 0.9], [0.2, 0.2]) == pytest.approx(0.7)
+    assert aruc_bound([0.9, 0.9], [0.2, 0.2]) == pytest.approx(0.8)
+    # tight when the positives all match every fingerprint
+    assert aruc([1.0, 1.0], [0.2, 0.2]) == pytest.approx(aruc_bound([1.0, 1.0], [0.2, 0.2]))
+    assert aruc_bound([1.0, 1.0], [0.0, 0.0]) == 1.0
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        positives = rng.uniform(0, 1, rng.integers(1, 20))
+        negatives = rng.uniform(0, 1, rng.integers(1, 20))
+        assert aruc(positives, negatives) <= aruc_bound(positives, negatives) + 1e-12
+    assert summarize([0.9, 0.5], [0.1])["aruc_bound"] == pytest.approx(0.7)
 
 
 def test_roc_auc_and_tpr_at_fpr() -> None:
