@@ -88,6 +88,11 @@ def budget_plot(budgets: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def _bound(metrics: dict[str, Any]) -> str:
+    """The mean-rate bound on ARUC (``-`` in metrics written before it was recorded)."""
+    return f"{metrics['aruc_bound']:.3f}" if "aruc_bound" in metrics else "-"
+
+
 def budget_table(budgets: list[dict[str, Any]]) -> list[str]:
     """Markdown rows: held-out ARUC [95% interval] / ROC AUC / TPR@1%FPR per method (rows) and
     budget."""
@@ -159,9 +164,9 @@ def write_report(
         f"{', '.join(metrics['split']['generation_models']) or 'none'}; "
         f"{len(metrics['split']['heldout_models'])} held-out suspects.",
         "",
-        "| method | split | ARUC | ARUC 95% CI | ROC AUC | TPR@1%FPR | TPR@5%FPR | "
-        "perfect-separation width |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | split | ARUC | ARUC 95% CI | ARUC bound (mean rates) | ROC AUC | TPR@1%FPR | "
+        "TPR@5%FPR | perfect-separation width |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, entry in sorted(metrics["methods"].items()):
         for split in ("heldout", "all"):
@@ -170,7 +175,8 @@ def write_report(
             m = entry[split]
             lines.append(
                 f"| {method} | {split} | {m['aruc']:.4f} | "
-                f"[{m['aruc_ci95'][0]:.3f}, {m['aruc_ci95'][1]:.3f}] | {m['roc_auc']:.4f} | "
+                f"[{m['aruc_ci95'][0]:.3f}, {m['aruc_ci95'][1]:.3f}] | "
+                f"{_bound(m)} | {m['roc_auc']:.4f} | "
                 f"{m['tpr_at_1pct_fpr']:.3f} | {m['tpr_at_5pct_fpr']:.3f} | "
                 f"{m['perfect_separation_width']:.3f} |"
             )

@@ -394,8 +394,11 @@ def test_evaluate_queries_every_suspect_on_both_engines(
     fingerprint_arg = f"clean={tmp_path / 'clean.parquet'}"
     assert main(["report", str(tmp_path / "ray"), "--fingerprints", fingerprint_arg]) == 0
     report = (tmp_path / "ray" / "report.md").read_text()
-    heldout_aruc = metrics["methods"]["clean"]["heldout"]["aruc"]
-    assert f"| clean | heldout | {heldout_aruc:.4f} |" in report
+    heldout = metrics["methods"]["clean"]["heldout"]
+    assert heldout["aruc"] <= heldout["aruc_bound"]
+    low, high = heldout["aruc_ci95"]
+    row = f"| clean | heldout | {heldout['aruc']:.4f} | [{low:.3f}, {high:.3f}] | "
+    assert row + f"{heldout['aruc_bound']:.3f} |" in report
     assert "## Query budgets" in report and "B=16" in report
     low, high = curve["16"]["aruc_ci95"]
     assert f"{curve['16']['aruc']:.3f} [{low:.2f}, {high:.2f}]" in report
