@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,33 +30,33 @@ from benchmarks.paper_experiments import rates_by_group
 from nf_dist.config import load_config
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.pipelines.experiment import ExperimentConfig
-from nf_dist.scoring import aruc_bound, bootstrap_ci, summarize
+from nf_dist.scoring import aruc, aruc_bound, bootstrap_ci
 
 
-def _scores(rates: pd.DataFrame, suspects: list[str], interval: bool) -> dict[str, object]:
-    """Each method's ARUC on ``suspects`` (and its interval when asked)."""
-    scores: dict[str, object] = {}
+def _per_method(
+    rates: pd.DataFrame, suspects: list[str], score: Callable[[np.ndarray, np.ndarray], Any]
+) -> dict[str, Any]:
+    """``score(positive rates, negative rates)`` of each method on ``suspects``."""
+    scores = {}
     for method, group in rates[rates["suspect"].isin(suspects)].groupby("method"):
         positive = group[group["role"] == "positive"]["rate"].to_numpy()
         negative = group[group["role"] == "negative"]["rate"].to_numpy()
-        value = round(summarize(positive, negative)["aruc"], 4)
-        if interval:
-            low, high = bootstrap_ci(positive, negative)
-            scores[method] = [value, round(low, 4), round(high, 4)]
-        else:
-            scores[method] = value
+        scores[str(method)] = score(positive, negative)
     return scores
 
 
-def _bounds(rates: pd.DataFrame, suspects: list[str]) -> dict[str, float]:
-    """Each method's mean-rate bound on ARUC (:func:`nf_dist.scoring.aruc_bound`) on
-    ``suspects``."""
-    bounds = {}
-    for method, group in rates[rates["suspect"].isin(suspects)].groupby("method"):
-        positive = group[group["role"] == "positive"]["rate"].to_numpy()
-        negative = group[group["role"] == "negative"]["rate"].to_numpy()
-        bounds[method] = round(aruc_bound(positive, negative), 4)
-    return bounds
+def _aruc(positive: np.ndarray, negative: np.ndarray) -> float:
+    return round(aruc(positive, negative), 4)
+
+
+def _aruc_ci95(positive: np.ndarray, negative: np.ndarray) -> list[float]:
+    """ARUC and its interval as the evaluation draws it."""
+    low, high = bootstrap_ci(positive, negative)
+    return [_aruc(positive, negative), round(low, 4), round(high, 4)]
+
+
+def _bound(positive: np.ndarray, negative: np.ndarray) -> float:
+    return round(aruc_bound(positive, negative), 4)
 
 
 def _rates_at_budget(rates: pd.DataFrame, answers_uri: str, sets: str, budget: int) -> pd.DataFrame:
@@ -90,14 +92,14 @@ def main() -> None:
     result: dict[str, object] = {
         "budget": args.budget,
         "validation_suspects": len(validation),
-        "validation_aruc": _scores(rates, validation, interval=False),
+        "validation_aruc": _per_method(rates, validation, _aruc),
     }
     if args.heldout_of:
         with open(args.heldout_of) as file:
             heldout = list(json.load(file)["split"]["heldout_models"])
         result["heldout_suspects"] = len(heldout)
-        result["heldout_aruc_ci95"] = _scores(rates, heldout, interval=True)
-        result["heldout_aruc_bound"] = _bounds(rates, heldout)
+        result["heldout_aruc_ci95"] = _per_method(rates, heldout, _aruc_ci95)
+        result["heldout_aruc_bound"] = _per_method(rates, heldout, _bound)
         if args.budget is None:
             result["heldout_rates_by_group"] = rates_by_group(args.rates, heldout)
     print(json.dumps(result))
