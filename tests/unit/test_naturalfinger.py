@@ -457,6 +457,21 @@ def test_margin_order_stores_the_same_survivors_surest_first(tiny_world: tuple) 
     assert (margin[:-1] >= margin[1:] - 1e-5).all(), "surest first"
     top = kept(replace(base, screen_order="margin", num_fingerprints=3))
     np.testing.assert_array_equal(top.latents, by_margin.latents[:3])
+    # round-robin over labels: the margin order taken each label's best in turn
+    from nf_dist.fingerprint.naturalfinger.screen import round_robin
+
+    balanced = kept(replace(base, screen_order="margin_balanced"))
+    turns = round_robin(torch.arange(len(by_margin)), torch.from_numpy(by_margin.y_orig))
+    np.testing.assert_array_equal(balanced.latents, by_margin.latents[turns.numpy()])
+
+
+def test_round_robin_takes_each_labels_best_in_turn() -> None:
+    from nf_dist.fingerprint.naturalfinger.screen import round_robin
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 1])
+    order = torch.tensor([0, 1, 2, 3, 4, 5])  # best first
+    assert round_robin(order, labels).tolist() == [0, 3, 4, 1, 5, 2]
+    assert round_robin(torch.tensor([5, 4, 3]), labels).tolist() == [5, 4, 3]
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,9 @@ class NaturalFingerConfig:
             more than ``num_fingerprints`` pass and what a query budget asks first: ``latent``
             (the latents' order; the paper keeps every survivor) or ``margin``: largest first,
             the white-box margin on the plain image, the smallest probability a (screening)
-            positive gives y_orig minus the largest a (screening) negative gives it.
+            positive gives y_orig minus the largest a (screening) negative gives it; or
+            ``margin_balanced``: the same margin taken round-robin over y_orig (each label's
+            surest, then each label's second, ...), so a budget spreads over the labels.
         precision: ``bf16`` runs the optimisation's forward passes (G, the classifiers, D) under
             bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16 and on GPUs; the latents, their
             gradients and every label decision (selection, y_adv, screening) stay fp32.
@@ -119,7 +121,7 @@ class NaturalFingerConfig:
     screen_transforms: tuple[str, ...] = TRANSFORM_NAMES
     screen_draws: int = 1
     screen_min_pass: float = 1.0
-    screen_order: Literal["latent", "margin"] = "latent"
+    screen_order: Literal["latent", "margin", "margin_balanced"] = "latent"
     precision: Literal["fp32", "bf16"] = "fp32"
     batch_size: int = 500
     seed: int = 0
@@ -163,7 +165,7 @@ class NaturalFingerConfig:
             "initial_labels": ("any", "off_class"),
             "negative_objective": ("adversarial", "away"),
             "screen_negatives": ("adversarial", "not_original"),
-            "screen_order": ("latent", "margin"),
+            "screen_order": ("latent", "margin", "margin_balanced"),
             "adversarial_label_models": ("negative", "positive"),
             "discriminator_label": ("generator", "random"),
             "precision": ("fp32", "bf16"),

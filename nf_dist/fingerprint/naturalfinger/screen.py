@@ -77,6 +77,19 @@ def margin_order(
     return torch.argsort(shared - robust, stable=True)
 
 
+def round_robin(order: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``order`` (indices, best first) taken round-robin over ``labels[order]``: every label's
+    best in ``order``'s order, then every label's second, and so on."""
+    seen: dict[int, int] = {}
+    rounds = []
+    for index in order.tolist():
+        label = int(labels[index])
+        rounds.append(seen.get(label, 0))
+        seen[label] = rounds[-1] + 1
+    # a stable sort by round keeps ``order`` within each round
+    return order[torch.argsort(torch.tensor(rounds, dtype=torch.long), stable=True)]
+
+
 def screened_set(
     generator: nn.Module,
     positives: Sequence[nn.Module],
@@ -92,16 +105,13 @@ def screened_set(
         images = quantize(generate_images(generator, z, targets.y_gen, config.batch_size))
     keep = screen(images, positives, negatives, targets.y_orig, targets.y_adv, config)
     survivors = torch.nonzero(keep).squeeze(1)
-    if config.screen_order == "margin" and len(survivors):
-        survivors = survivors[
-            margin_order(
-                images[survivors],
-                positives,
-                negatives,
-                targets.y_orig[survivors],
-                config.batch_size,
-            )
-        ]
+    if config.screen_order != "latent" and len(survivors):
+        by_margin = margin_order(
+            images[survivors], positives, negatives, targets.y_orig[survivors], config.batch_size
+        )
+        if config.screen_order == "margin_balanced":
+            by_margin = round_robin(by_margin, targets.y_orig[survivors])
+        survivors = survivors[by_margin]
     kept = survivors[: config.num_fingerprints]
     return FingerprintSet(
         images=to_uint8(images[kept]),
