@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -158,19 +160,7 @@ class NaturalFingerConfig:
                 )
         if self.num_optimised > self.num_candidates:
             raise ConfigError("fingerprint.num_optimised cannot exceed fingerprint.num_candidates")
-        choices = {
-            "reduction": ("sum", "mean"),
-            "candidate_classes": ("balanced", "random"),
-            "initial_selection": ("agreement", "unique"),
-            "initial_labels": ("any", "off_class"),
-            "negative_objective": ("adversarial", "away"),
-            "screen_negatives": ("adversarial", "not_original"),
-            "screen_order": ("latent", "margin", "margin_balanced"),
-            "adversarial_label_models": ("negative", "positive"),
-            "discriminator_label": ("generator", "random"),
-            "precision": ("fp32", "bf16"),
-        }
-        for name, allowed in choices.items():
+        for name, allowed in _choices().items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"fingerprint.{name} must be one of {', '.join(allowed)}, "
@@ -200,3 +190,15 @@ class NaturalFingerConfig:
             raise ConfigError(
                 f"fingerprint.screen_min_pass must be in (0, 1], got {self.screen_min_pass}"
             )
+
+
+@functools.cache
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of every ``Literal`` field, read from the annotations (checked again in
+    ``__post_init__`` because code builds configs without the loader's type check)."""
+    hints = typing.get_type_hints(NaturalFingerConfig)
+    return {
+        name: typing.get_args(hint)
+        for name, hint in hints.items()
+        if typing.get_origin(hint) is Literal
+    }
