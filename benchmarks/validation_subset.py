@@ -63,9 +63,13 @@ def _rates_at_budget(rates: pd.DataFrame, answers_uri: str, sets: str, budget: i
     """``rates`` with each rate recomputed from the first ``budget`` fingerprints."""
     answers = pq.read_table(answers_uri).to_pandas().set_index(["method", "suspect"])
     expected = {
-        method: load_fingerprint_set(f"{sets}/{method}.parquet").y_orig[:budget]
+        method: load_fingerprint_set(f"{sets}/{method}.parquet").y_orig
         for method in rates["method"].unique()
     }
+    short = {method: len(labels) for method, labels in expected.items() if len(labels) < budget}
+    if short:
+        raise SystemExit(f"--budget {budget} is larger than these sets: {short}; lower it")
+    expected = {method: labels[:budget] for method, labels in expected.items()}
     rates = rates.copy()
     rates["rate"] = [
         float(np.mean(np.asarray(answers.loc[(m, s), "labels"])[:budget] == expected[m]))
