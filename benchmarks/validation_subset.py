@@ -30,7 +30,7 @@ from benchmarks.paper_experiments import rates_by_group
 from nf_dist.config import load_config
 from nf_dist.fingerprint.fingerprint_set import load_fingerprint_set
 from nf_dist.pipelines.experiment import ExperimentConfig
-from nf_dist.scoring import aruc, aruc_bound, bootstrap_ci
+from nf_dist.scoring import aruc, aruc_bound, bootstrap_ci, matching_rate
 
 
 def _per_method(
@@ -72,7 +72,7 @@ def _rates_at_budget(rates: pd.DataFrame, answers_uri: str, sets: str, budget: i
     expected = {method: labels[:budget] for method, labels in expected.items()}
     rates = rates.copy()
     rates["rate"] = [
-        float(np.mean(np.asarray(answers.loc[(m, s), "labels"])[:budget] == expected[m]))
+        matching_rate(np.asarray(answers.loc[(m, s), "labels"])[:budget], expected[m])
         for m, s in zip(rates["method"], rates["suspect"])
     ]
     return rates

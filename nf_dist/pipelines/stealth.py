@@ -9,6 +9,7 @@ settings match (each takes about a minute to train on a 2-core CPU, on every re-
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -60,9 +61,33 @@ def measure_stealth(
     config: StealthConfig, adversary: Adversary, images: dict[str, np.ndarray], cache_uri: str
 ) -> dict[str, Any]:
     """Each named batch of ``images``' detection rate, per seed and averaged."""
+    bench = load(adversary.bench_uri)
+    weights = bench.expected_sha256(adversary.model_id)
+
+    @functools.cache  # loaded once, and only if a detector has to be trained
+    def adversary_model() -> nn.Module:
+        return bench.model(adversary.model_id)
+
     per_seed: dict[str, list[float]] = {name: [] for name in images}
     for seed in config.seeds:
-        detector = _detector(replace(config.detector, seed=seed), adversary, cache_uri)
+        settings = replace(config.detector, seed=seed)
+        key = plain_key(
+            {
+                "adversary_model": adversary.model_id,
+                "adversary_sha256": weights,
+                "detector": asdict(settings),
+                "data": adversary.data,
+            }
+        )
+        uri = join(cache_uri, f"detector-seed{seed}")
+        detector = _saved_detector(uri, key)
+        if detector is None:
+            started = time.perf_counter()
+            detector = train_detector(adversary.images, adversary_model(), settings)
+            save_checkpoint(uri, detector.state_dict(), {"kind": "stealth_detector", "key": key})
+            logger.info(
+                "stealth detector seed %d trained in %.0fs", seed, time.perf_counter() - started
+            )
         for name, batch in images.items():
             per_seed[name].append(detection_rate(detector, batch))
     return {
@@ -76,34 +101,19 @@ def measure_stealth(
     }
 
 
-def _detector(settings: DetectorConfig, adversary: Adversary, cache_uri: str) -> nn.Module:
-    """The detector of one seed: the one saved at ``cache_uri`` if it was trained from the same
-    adversary weights, data and settings, else trained now and saved there."""
-    bench = load(adversary.bench_uri)
-    key = plain_key(
-        {
-            "adversary_model": adversary.model_id,
-            "adversary_sha256": bench.expected_sha256(adversary.model_id),
-            "detector": asdict(settings),
-            "data": adversary.data,
-        }
-    )
-    uri = join(cache_uri, f"detector-seed{settings.seed}")
-    if exists(uri + SIDECAR_SUFFIX):
-        try:
-            tensors, meta = load_checkpoint(uri)
-        except CheckpointError as exc:
-            logger.warning("ignoring unreadable stealth detector %s: %s", uri, exc)
-        else:
-            if same_key(meta.get("key"), key):
-                detector = detector_cnn()
-                detector.load_state_dict(tensors)
-                logger.info("stealth detector seed %d reused from %s", settings.seed, uri)
-                return detector.eval()
-    started = time.perf_counter()
-    detector = train_detector(adversary.images, bench.model(adversary.model_id), settings)
-    save_checkpoint(uri, detector.state_dict(), {"kind": "stealth_detector", "key": key})
-    logger.info(
-        "stealth detector seed %d trained in %.0fs", settings.seed, time.perf_counter() - started
-    )
-    return detector
+def _saved_detector(uri: str, key: dict[str, Any]) -> nn.Module | None:
+    """The detector saved at ``uri`` if it was trained for ``key`` (same adversary weights,
+    data and settings), else None."""
+    if not exists(uri + SIDECAR_SUFFIX):
+        return None
+    try:
+        tensors, meta = load_checkpoint(uri)
+    except CheckpointError as exc:
+        logger.warning("ignoring unreadable stealth detector %s: %s", uri, exc)
+        return None
+    if not same_key(meta.get("key"), key):
+        return None
+    detector = detector_cnn()
+    detector.load_state_dict(tensors)
+    logger.info("stealth detector reused from %s", uri)
+    return detector.eval()

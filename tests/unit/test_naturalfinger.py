@@ -457,12 +457,40 @@ def test_margin_order_stores_the_same_survivors_surest_first(tiny_world: tuple) 
     assert (margin[:-1] >= margin[1:] - 1e-5).all(), "surest first"
     top = kept(replace(base, screen_order="margin", num_fingerprints=3))
     np.testing.assert_array_equal(top.latents, by_margin.latents[:3])
-    # round-robin over labels: the margin order taken each label's best in turn
-    from nf_dist.fingerprint.naturalfinger.screen import round_robin
 
+
+def test_margin_balanced_takes_the_margin_order_each_label_in_turn(tiny_world: tuple) -> None:
+    from nf_dist.fingerprint.naturalfinger.schedule import GenerationHistory
+    from nf_dist.fingerprint.naturalfinger.screen import round_robin, screened_set
+
+    generator, _, _, negatives = tiny_world
+    positives = [_HashLabels()]  # labels spread over the classes, unlike the tiny models'
+    z = torch.randn(64, Z_DIM, generator=torch.Generator().manual_seed(3))
+    y_gen = torch.arange(64) % 10
+    with torch.no_grad():
+        y_orig = positives[0](generator(z, y_gen)).argmax(1)
+    targets = Targets(y_gen=y_gen, y_orig=y_orig, y_adv=(y_orig + 1) % 10)
+    base = NaturalFingerConfig(
+        num_fingerprints=64,
+        screen_negatives="not_original",
+        screen_transforms=("identity",),
+        screen_order="margin",
+    )
+
+    def kept(config: NaturalFingerConfig):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return screened_set(
+                generator, positives, negatives, z, targets, config, GenerationHistory()
+            )
+
+    by_margin = kept(base)
     balanced = kept(replace(base, screen_order="margin_balanced"))
+    labels = len(set(by_margin.y_orig.tolist()))
+    assert labels >= 3
     turns = round_robin(torch.arange(len(by_margin)), torch.from_numpy(by_margin.y_orig))
     np.testing.assert_array_equal(balanced.latents, by_margin.latents[turns.numpy()])
+    assert len(set(balanced.y_orig[:labels].tolist())) == labels, "every label once, first"
+    assert balanced.y_orig.tolist() != by_margin.y_orig.tolist()
 
 
 def test_round_robin_takes_each_labels_best_in_turn() -> None:
