@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
-
-import torch
-
-from nf_dist import __version__
+from nf_dist.hardware import machine_record
 
 
 def machine() -> dict[str, object]:
-    """Platform, CPU count, torch build and threads, CUDA availability, versions."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "python": sys.version.split()[0],
-        "nf_dist": __version__,
-    }
+    """CPU model and flags, torch's CPU capability, cores, GPU and driver, the precision ``auto``
+    resolves to, versions (:func:`nf_dist.hardware.machine_record`)."""
+    return machine_record()

@@ -32,18 +32,10 @@ ARCHS = [
     "squeezenet",
     "xception",
 ]
-BF16_ARCHS = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "seresnet18",
-    "vgg16_bn",
-    "vgg19_bn",
-    "densenet_bc",
-    "googlenet",
-    "inception_v3",
-    "xception",
-]
+# bf16 autocast measured slower than fp32 for these (depthwise or tiny convolutions) even on an
+# AVX512-BF16 CPU (benchmarks/results/bench_build_cpu.md), so they stay fp32 wherever they run;
+# every other architecture trains at `auto` (bf16 only where the hardware runs it natively).
+FP32_ARCHS = ["efficientnet_b0", "mobilenet_v2", "shufflenet_v2", "squeezenet"]
 FINETUNE_MODES = ["ftll", "ftal", "rtll", "rtal"]
 PRUNE_RATES = [round(0.1 * i, 1) for i in range(1, 10)]
 NOISE_LEVELS = list(range(1, 10))
@@ -306,8 +298,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "description": "The paper's 154-model structure for a 2-core CPU: width 0.25 (16 "
-        "channels at the first stage), stride-2 stems, short schedules in bf16 where the CPU "
-        "runs it faster; the small mobile architectures wider, at stride 1 or trained longer, "
+        "channels at the first stage), stride-2 stems, short schedules at precision auto (bf16 "
+        "only on CPUs with native bf16; the depthwise and tiny architectures always fp32, slower "
+        "in bf16 even there); the small mobile architectures wider, at stride 1 or trained longer, "
         "so every stolen model keeps at least 85% of the source's accuracy (Knockoff: 70%).",
         "data": {"query_uri": "../shared/data/tinyimagenet/train.parquet", "query_size": 40000},
         "width": 0.25,
@@ -333,9 +326,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "efficientnet_b0": 1.5,
             "inception_v3": 1.5,
         },
-        # bf16 autocast is 1.2-1.9x faster for dense convolutions on this CPU (AVX512-BF16) and
-        # slower for depthwise ones, so the depthwise architectures stay fp32.
-        "arch_train": {arch: {"precision": "bf16"} for arch in BF16_ARCHS},
+        # bf16 autocast was 1.2-1.9x faster for dense convolutions on an AVX512-BF16 CPU and
+        # slower for depthwise ones; without native bf16 it is 7-19x slower for all of them.
+        "arch_train": {arch: {"precision": "fp32"} for arch in FP32_ARCHS},
         "recipes": {
             "source": {"train": train(10, 0.2, label_smoothing=0.2, crop_padding=2)},
             "scratch": {"train": train(5, 0.2, label_smoothing=0.2, crop_padding=2)},

@@ -37,6 +37,7 @@ from nf_dist.config import to_dict
 from nf_dist.data.config import Splits, load_splits
 from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, NfDistError
+from nf_dist.hardware import cpu_facts, resolve_precision
 from nf_dist.models.checkpoint import load_classifier, save_classifier
 from nf_dist.models.inference import accuracy
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
@@ -172,6 +173,8 @@ def build_one(
         "bytes": sidecar["bytes"],
         "wall_s": round(seconds, 3),
         "host": socket.gethostname(),
+        "cpu_model": cpu_facts().model,
+        "precision": resolve_precision(row.train.precision, device),
         "attempt": attempt,
         "nf_dist_version": __version__,
         "row": key,

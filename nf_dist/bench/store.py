@@ -60,6 +60,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("bytes", pa.int64()),
         ("wall_s", pa.float64()),
         ("host", pa.string()),
+        ("cpu_model", pa.string()),  # timings compare only on the same CPU
+        ("precision", pa.string()),  # what the row's precision resolved to where it was built
         ("attempt", pa.int64()),
         ("nf_dist_version", pa.string()),
         ("row", pa.string()),

@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -23,6 +22,8 @@ from tqdm.auto import tqdm
 from nf_dist.data.augment import random_crop_flip, to_input
 from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
+from nf_dist.hardware import PRECISIONS, Precision, bf16_autocast
+from nf_dist.models.memory_format import training_memory_format
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,11 @@ class TrainConfig:
         label_smoothing: for hard-label training (ignored for distillation).
         crop_padding: random-crop padding in pixels (paper: 4; 0 disables).
         flip: random horizontal flips.
-        precision: ``fp32``, or ``bf16`` autocast for the forward passes (weights, optimiser
-            and loss stay fp32). On CPUs with AVX512-BF16 it speeds up dense convolutions 1.2-1.9x
-            and slows depthwise ones (MobileNet, EfficientNet, ShuffleNet), so profiles choose it
-            per architecture (``benchmarks/results/bench_build_cpu.md``).
+        precision: ``auto`` (bf16 autocast where the hardware runs it natively, else fp32;
+            :mod:`nf_dist.hardware`), ``fp32``, or ``bf16`` autocast for the forward passes
+            (weights, optimiser and loss stay fp32). On CPUs with AVX512-BF16 bf16 speeds up dense
+            convolutions 1.2-1.9x and slows depthwise ones (MobileNet, EfficientNet, ShuffleNet);
+            without native bf16 it is 7-19x slower than fp32.
         seed: seeds initialisation-independent randomness (data order, augmentation).
     """
 
@@ -59,7 +61,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     crop_padding: int = 4
     flip: bool = True
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,8 +75,10 @@ class TrainConfig:
             raise ConfigError(f"train.schedule must be onecycle or constant, not {self.schedule!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError("train.warmup_fraction must be in [0, 1)")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"train.precision must be fp32 or bf16, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"train.precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
 
 
 @dataclass
@@ -193,7 +197,9 @@ def train_classifier(
     )
     steps_per_epoch = max(1, len(data) // config.batch_size)
     total = max(1, math.ceil(config.epochs * steps_per_epoch))
-    model.to(device).train()
+    # (N, 3, 32, 32) batches and weights share one layout: channels_last unless it would crash
+    memory_format = training_memory_format(model)
+    model.to(device, memory_format=memory_format).train()  # type: ignore[call-overload]
     if teacher is not None:
         teacher.to(device).eval()
     result = TrainResult()
@@ -203,9 +209,7 @@ def train_classifier(
         rng.bit_generator.state = resume.rng_state
         optimizer.load_state_dict(resume.optimizer_state)
         result.losses = list(resume.losses)
-    autocast = torch.autocast(
-        torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
-    )
+    autocast = bf16_autocast(config.precision, device)
     start = time.perf_counter()
     running, seen = 0.0, 0
     order = np.arange(len(data))
@@ -222,7 +226,7 @@ def train_classifier(
         batch = order[cursor * config.batch_size : (cursor + 1) * config.batch_size]
         images = random_crop_flip(data.images[batch], config.crop_padding, config.flip, rng)
         batch, images = batch[rank::world_size], images[rank::world_size]
-        inputs = to_input(images, device)
+        inputs = to_input(images, device).contiguous(memory_format=memory_format)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, total, config)
         if teacher is not None:

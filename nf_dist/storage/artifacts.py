@@ -4,8 +4,8 @@ artefact already built answers a request.
 - **Siblings** of an output (its optimisation progress, PNG preview, run record) are named here
   and nowhere else (:func:`sibling`).
 - **Records**: every job writes one record beside its output: the resolved config, the package
-  version, the git SHA and the command line (:func:`write_record`). Folder outputs hold it as
-  ``config.yaml``; file outputs beside them as ``<stem>.config.yaml``.
+  version, the git SHA, the command line and the machine (:func:`write_record`). Folder outputs
+  hold it as ``config.yaml``; file outputs beside them as ``<stem>.config.yaml``.
 - **Reuse or build**: an artefact is reused when the key recorded with it equals the key of the
   request, compared as typed values (:func:`same_key`): a config field added later with its
   default does not invalidate what was built before, and anything else that differs does.
@@ -24,6 +24,7 @@ import yaml
 from nf_dist import __version__
 from nf_dist.config import from_dict, to_dict
 from nf_dist.errors import ConfigError
+from nf_dist.hardware import machine_record
 from nf_dist.storage.checkpoints import git_sha
 from nf_dist.storage.uri import join, write_bytes_atomic
 
@@ -51,12 +52,14 @@ def record_uri(output_uri: str, *, folder: bool) -> str:
 
 
 def write_record(config: Any, uri: str) -> None:
-    """Write the resolved config, package version, git SHA and command line to ``uri``
-    (atomically). Call it only once the config has been validated."""
+    """Write the resolved config, package version, git SHA, command line and machine (CPU model
+    and flags, the precisions resolved) to ``uri`` (atomically). Call it only once the config
+    has been validated and the run is done (so the record holds the precisions it used)."""
     record = {
         "nf_dist_version": __version__,
         "git_sha": git_sha(),
         "argv": sys.argv,
+        "machine": machine_record(),
         "config": to_dict(config),
     }
     write_bytes_atomic(uri, yaml.safe_dump(record, sort_keys=False).encode())

@@ -5,7 +5,8 @@ Recorded: the fingerprint set's SHA-256 and its creation record (method, setting
 suspect's identity (its URL, or its file's SHA-256), every answered query (timestamp and label,
 from the query log) or, for an in-process model, the answers themselves, the matching rate, the
 p-value, the null it was computed under, the decision at the chosen false-positive rate, the
-queries spent, and the tool's version and git SHA. Never recorded: tokens or other secrets.
+queries spent, the tool's version and git SHA, and the machine (CPU model and flags). Never
+recorded: tokens or other secrets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from nf_dist import __version__
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet
+from nf_dist.hardware import machine_record
 from nf_dist.storage.checkpoints import git_sha
 from nf_dist.storage.uri import check_name, join_within, read_bytes, write_bytes_atomic
 from nf_dist.verification.decision import Decision, NullModel
@@ -39,6 +41,7 @@ def build_record(
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tool": {"name": "nf-dist", "version": __version__, "git_sha": git_sha()},
+        "machine": machine_record(),
         "fingerprint_set": {
             "uri": set_uri,
             "sha256": set_digest(set_uri),

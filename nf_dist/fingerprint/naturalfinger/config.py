@@ -87,9 +87,11 @@ class NaturalFingerConfig:
             positive gives y_orig minus the largest a (screening) negative gives it; or
             ``margin_balanced``: the same margin taken round-robin over y_orig (each label's
             surest, then each label's second, ...), so a budget spreads over the labels.
-        precision: ``bf16`` runs the optimisation's forward passes (G, the classifiers, D) under
-            bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16 and on GPUs; the latents, their
-            gradients and every label decision (selection, y_adv, screening) stay fp32.
+        precision: ``auto`` (bf16 where the hardware runs it natively, else fp32;
+            :mod:`nf_dist.hardware`), ``fp32``, or ``bf16``: the optimisation's forward passes
+            (G, the classifiers, D) under bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16
+            and on GPUs, 6-15x slower on AVX2-only CPUs; the latents, their gradients and every
+            label decision (selection, y_adv, screening) stay fp32.
         batch_size: images per forward pass in selection, labelling and screening.
         seed: seeds latents, labels, the model schedule and the transformations.
     """
@@ -124,7 +126,7 @@ class NaturalFingerConfig:
     screen_draws: int = 1
     screen_min_pass: float = 1.0
     screen_order: Literal["latent", "margin", "margin_balanced"] = "latent"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     batch_size: int = 500
     seed: int = 0
 

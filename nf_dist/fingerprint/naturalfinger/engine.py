@@ -27,6 +27,7 @@ from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.prepare import Targets
 from nf_dist.fingerprint.naturalfinger.schedule import StepPlan
 from nf_dist.fingerprint.transforms import TransformSpec, apply_transform
+from nf_dist.hardware import bf16_autocast
 
 
 @dataclass
@@ -53,14 +54,15 @@ class Objective:
         k: CW confidence.
         negatives_away: push negatives off y_orig (``negative_objective: away``) instead of onto
             y_adv (the paper's).
-        bf16: run the forward passes under bfloat16 autocast.
+        precision: the config's precision (``auto``, ``fp32``, ``bf16``), resolved where the
+            forward passes run (a shard's GPU and the driver's CPU may resolve ``auto`` apart).
         lambda_d: weight of the discriminator term (0: the term is not computed).
         discriminator_loss: how D's score enters the loss (:data:`DISCRIMINATOR_LOSSES`).
     """
 
     k: float = 50.0
     negatives_away: bool = False
-    bf16: bool = False
+    precision: str = "fp32"
     lambda_d: float = 0.0
     discriminator_loss: str = "generator_hinge"
 
@@ -70,14 +72,14 @@ class Objective:
         return cls(
             config.k,
             config.negative_objective == "away",
-            config.precision == "bf16",
+            config.precision,
             config.lambda_d if config.discriminator else 0.0,
             config.discriminator_loss,
         )
 
     def autocast(self, device: torch.device) -> torch.autocast:
         """The autocast context of the step's forward passes (a no-op in fp32)."""
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return bf16_autocast(self.precision, device)
 
 
 def model_group_loss(
