@@ -211,7 +211,7 @@ def machine_record() -> dict[str, object]:
         # what this process's runs asked for and used (empty before any forward pass)
         "precisions_resolved": dict(_RESOLVED),
         "platform": platform.platform(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion, which YAML cannot represent
         "python": sys.version.split()[0],
         "nf_dist": __version__,
         "cuda": torch.cuda.is_available(),

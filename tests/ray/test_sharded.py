@@ -205,6 +205,8 @@ def test_fingerprint_command_gives_the_same_set_on_both_engines(
         "fingerprint.steps=60",
         "--set",
         "fingerprint.batch_size=64",
+        "--set",
+        "fingerprint.screen_transforms=[identity]",  # keeps images on any CPU's kernels
         "--no-progress",
     ]
     local, sharded = tmp_path / "local.parquet", tmp_path / "ray.parquet"

@@ -90,3 +90,19 @@ def test_no_repository_config_asks_for_bf16_without_a_reason() -> None:
     # recorded results (the configs a finished run wrote) are what they are
     unexplained = [u for u in unexplained if not u.startswith("benchmarks/results/")]
     assert unexplained == []
+
+
+def test_resolving_bf16_on_a_cpu_without_it_warns_once_and_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hardware, "cpu_facts", lambda: AVX2)
+    hardware._announce.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="slower than fp32"):
+            assert hardware.resolve_precision("bf16", "cpu") == "bf16"
+        assert hardware.resolve_precision("auto", "cpu") == "fp32"
+        resolved = machine_record()["precisions_resolved"]
+        assert resolved["bf16 on cpu"] == "bf16" and resolved["auto on cpu"] == "fp32"  # type: ignore[index]
+    finally:
+        hardware._announce.cache_clear()
+        hardware._RESOLVED.clear()

@@ -176,10 +176,22 @@ def test_golden_optimisation(tiny_world: tuple) -> None:
     assert history.loss == pytest.approx(GOLDEN_LOSSES, rel=1e-4, abs=1e-5)
 
 
+#: The screen of the small end-to-end runs: on the tiny zoo the five-view screen keeps 0-3 of 64
+#: images, and which ones depends on the CPU's float kernels (none on an AVX2 EPYC); the plain
+#: view keeps about 23, a margin every CPU clears.
+PLAIN_VIEW = ("identity",)
+
+
 def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Path) -> None:
     positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
     config = NaturalFingerConfig(
-        num_fingerprints=8, num_candidates=128, num_optimised=64, steps=80, batch_size=64, lr=0.5
+        num_fingerprints=8,
+        num_candidates=128,
+        num_optimised=64,
+        steps=80,
+        batch_size=64,
+        lr=0.5,
+        screen_transforms=PLAIN_VIEW,
     )
     snapshots: dict[int, object] = {}
 
@@ -220,7 +232,13 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
 def test_screening_models_screen_but_are_never_optimised_for(tiny_zoo: dict) -> None:
     positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
     config = NaturalFingerConfig(
-        num_fingerprints=64, num_candidates=128, num_optimised=64, steps=80, batch_size=64, lr=0.5
+        num_fingerprints=64,
+        num_candidates=128,
+        num_optimised=64,
+        steps=80,
+        batch_size=64,
+        lr=0.5,
+        screen_transforms=PLAIN_VIEW,
     )
 
     def generate(screening: list, screening_positives: tuple = ()) -> object:  # type: ignore[type-arg]
