@@ -1,6 +1,7 @@
 """The cluster path, for real: `ray start --head` on 127.0.0.1 with token authentication, the smoke
 pipeline submitted with the `ray job submit` CLI (build the smoke bench to the loopback S3 server,
 train a tiny GAN, fingerprint, evaluate, report), artefacts and logs checked, the head stopped.
+The whole pipeline is `slow` (`make slow`; CI runs it); one job of it runs in the default suite.
 
 The head runs in its own process group and temp dir, so stopping it leaves any other Ray on the
 machine (the session's embedded one) alone.
@@ -155,6 +156,39 @@ def _submit(address: str, env: dict[str, str], job_id: str, entrypoint: list[str
     return logs
 
 
+def test_a_job_runs_through_ray_job_submit_and_records_its_machine(
+    head: tuple[str, dict[str, str]], bucket: str
+) -> None:
+    """The default suite's twin of the pipeline below: one job (the smoke GAN) through the real
+    CLI, its checkpoint and run record on S3, the record naming the machine it ran on."""
+    import s3fs
+    import yaml
+
+    address, env = head
+    gan = f"s3://{bucket}/twin/gan"
+    logs = _submit(
+        address,
+        env,
+        "nf-gan-twin",
+        [
+            "python",
+            "jobs/train_gan.py",
+            "--smoke",
+            "--no-progress",
+            f"--set=output_uri={gan}",
+            f"--set=data.train_uri={DATA / 'cifar10' / 'train.parquet'}",
+            f"--set=data.test_uri={DATA / 'cifar10' / 'test.parquet'}",
+        ],
+    )
+    assert f"saved {gan}" in logs
+    fs = s3fs.S3FileSystem()
+    assert fs.exists(f"{bucket}/twin/gan.safetensors")
+    record = yaml.safe_load(fs.cat_file(f"{bucket}/twin/gan.config.yaml"))
+    assert record["machine"]["cpu_model"] and "avx2" in record["machine"]["cpu_flags"]
+    assert record["machine"]["precisions_resolved"]["auto on cpu"] in ("fp32", "bf16")
+
+
+@pytest.mark.slow  # 156 s on 2 AVX2 cores; its twin above runs in the default suite
 def test_the_smoke_pipeline_runs_through_ray_job_submit(
     head: tuple[str, dict[str, str]], bucket: str
 ) -> None:

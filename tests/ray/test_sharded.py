@@ -231,7 +231,10 @@ def test_fingerprint_command_gives_the_same_set_on_both_engines(
     a, b = load_fingerprint_set(str(local)), load_fingerprint_set(str(sharded))
     assert len(a) == len(b) > 0
     assert np.array_equal(a.y_orig, b.y_orig) and np.array_equal(a.y_adv, b.y_adv)
-    assert np.abs(a.latents - b.latents).max() < 1e-3
+    # The shards add the models' losses in another order; the float difference grows over 60
+    # steps by an amount the CPU's kernels decide (0.009 of latents of norm about 4 on an AVX2
+    # EPYC): the sets must agree on every label, the latents to within 1%.
+    assert np.abs(a.latents - b.latents).max() < 4e-2
     assert _held_cpus(0.0) == 0.0, "the fingerprint job closes its engine"
 
 

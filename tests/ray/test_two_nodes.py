@@ -153,6 +153,9 @@ def _wait_for_nodes(address: str, env: dict[str, str], count: int, head: subproc
     pytest.fail(f"the cluster at {address} did not reach {count} nodes")
 
 
+# 94 s with its cluster on 2 AVX2 cores; the default suite's twin is test_bench_build's
+# test_a_killed_build_process_resumes_where_it_stopped (one node, the build process killed)
+@pytest.mark.slow
 def test_a_worker_node_killed_mid_build_loses_nothing(
     cluster: tuple[str, dict[str, str], subprocess.Popen], bucket: str
 ) -> None:
