@@ -8,6 +8,8 @@ import os
 import ray
 import ray._private.ray_constants as ray_constants
 
+from nf_dist.hardware import free_cpus
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,7 +30,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         address: ``None`` starts an embedded single-node Ray whose listeners bind to 127.0.0.1;
             ``auto`` or ``host:port`` joins a running cluster (``ray start --head``, or the job's
             own cluster under ``ray job submit``, where ``RAY_ADDRESS`` is set).
-        num_cpus: CPUs the embedded instance offers (None: the machine's).
+        num_cpus: CPUs the embedded instance offers (None: those this process may run on, its
+            affinity mask, not the machine's count: oversubscribed cores collapse throughput).
     """
     if ray.is_initialized():
         return
@@ -37,7 +40,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         _loopback_only()
         ray.init(
             address="local",
-            num_cpus=num_cpus,
+            num_cpus=num_cpus or free_cpus(),
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
             logging_level=logging.WARNING,

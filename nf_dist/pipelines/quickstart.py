@@ -34,6 +34,7 @@ from nf_dist.fingerprint.fingerprint_set import (
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.base import RunOptions
 from nf_dist.fingerprint.naturalfinger import Checkpointing, NaturalFingerConfig
+from nf_dist.hardware import free_cpus
 from nf_dist.models.checkpoint import load_classifier
 from nf_dist.models.gan import GanTrainConfig, gan_test_accuracy, save_sample_grid, train_gan
 from nf_dist.models.gan.train import load_gan
@@ -71,7 +72,7 @@ class QuickstartConfig:
     """The whole quickstart: data, the zoo, the GAN, the fingerprint and the decision threshold.
 
     Attributes:
-        num_threads: torch threads of this process (0: torch's default).
+        num_threads: torch threads of this process (0: the CPUs it may run on).
         zoo_cpus: CPUs of the embedded Ray that builds the zoo, one model per CPU at a time (0:
             all of the machine's; ignored when joining a running cluster via ``RAY_ADDRESS``).
     """
@@ -112,8 +113,8 @@ def _timed(stages: dict[str, float], name: str, started: float) -> float:
 
 def run_quickstart(config: QuickstartConfig, *, progress: bool = True) -> QuickstartResult:
     """Run every stage, reusing cached artefacts; returns the verification results."""
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
+    # the cores this process may use, not the machine's: an oversubscribed core spins
+    torch.set_num_threads(config.num_threads or free_cpus())
     if not config.models:
         raise DataError("quickstart config lists no models; see nf_dist/configs/quickstart.yaml")
     out = Path(config.output_dir)
