@@ -46,6 +46,9 @@ def test_two_workers_train_like_the_single_process_twin(tmp_path: Path) -> None:
     assert list((tmp_path / "ray.raytrain").glob("checkpoint_*"))
 
 
+# 44-71 s on 2 AVX2 cores; the default suite's twins kill a worker of the other Ray paths
+# (test_bench_build's test_a_worker_killed_mid_build_is_retried, test_sharded's killed actor)
+@pytest.mark.slow
 def test_a_killed_worker_restarts_from_the_last_checkpoint(tmp_path: Path, own_processes) -> None:
     config = _train_config(tmp_path, "killed", 2, epochs=5)
     run_dir = tmp_path / "killed.raytrain"
