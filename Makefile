@@ -9,8 +9,10 @@ LOCK   := requirements.lock
 
 .PHONY: setup run test lint typecheck lockcheck unit slow lock device-check clean
 
-# uv installs the same pinned lock in parallel: 36 s cold against pip's 4 min 11 s, measured on
-# this 2-core machine (benchmarks/results/setup.md); pip stays the fallback where uv is not served.
+# uv installs the same pinned lock in parallel (benchmarks/results/quickstart.md: 86 s cold with
+# bytecode, against pip's 4 min 11 s on a 2-core machine); pip stays the fallback where uv is not served. Bytecode is
+# compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set, every process (each Ray
+# worker) would otherwise compile torch and Ray from source at import, and the suite ran 25% slower.
 UV_VERSION := 0.13.8
 UV     := $(BIN)/uv
 export UV_LINK_MODE := copy
@@ -18,8 +20,8 @@ export UV_LINK_MODE := copy
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	if $(BIN)/pip install --quiet uv==$(UV_VERSION); then \
-	  $(UV) pip install --quiet --python $(BIN)/python -r $(LOCK) && \
-	  $(UV) pip install --quiet --python $(BIN)/python --no-deps -e . ; \
+	  $(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -r $(LOCK) && \
+	  $(UV) pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps -e . ; \
 	else \
 	  $(BIN)/pip install --quiet -c $(LOCK) torch==2.14.1 torchvision==0.29.1 && \
 	  $(BIN)/pip install --quiet -c $(LOCK) -e '.[dev]' ; \
