@@ -180,19 +180,20 @@ def test_golden_optimisation(tiny_world: tuple) -> None:
 #: images, and which ones depends on the CPU's float kernels (none on an AVX2 EPYC); the plain
 #: view keeps about 23, a margin every CPU clears.
 PLAIN_VIEW = ("identity",)
+#: The small end-to-end runs' settings (seconds on 2 cores).
+SMALL_RUN: dict = dict(
+    num_candidates=128,
+    num_optimised=64,
+    steps=80,
+    batch_size=64,
+    lr=0.5,
+    screen_transforms=PLAIN_VIEW,
+)
 
 
 def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Path) -> None:
     positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
-    config = NaturalFingerConfig(
-        num_fingerprints=8,
-        num_candidates=128,
-        num_optimised=64,
-        steps=80,
-        batch_size=64,
-        lr=0.5,
-        screen_transforms=PLAIN_VIEW,
-    )
+    config = NaturalFingerConfig(num_fingerprints=8, **SMALL_RUN)
     snapshots: dict[int, object] = {}
 
     def observe(step: int, snapshot) -> None:  # type: ignore[no-untyped-def]
@@ -231,15 +232,7 @@ def test_generate_end_to_end_and_parquet_round_trip(tiny_zoo: dict, tmp_path: Pa
 
 def test_screening_models_screen_but_are_never_optimised_for(tiny_zoo: dict) -> None:
     positives, negatives = tiny_zoo["positives"], tiny_zoo["negatives"]
-    config = NaturalFingerConfig(
-        num_fingerprints=64,
-        num_candidates=128,
-        num_optimised=64,
-        steps=80,
-        batch_size=64,
-        lr=0.5,
-        screen_transforms=PLAIN_VIEW,
-    )
+    config = NaturalFingerConfig(num_fingerprints=64, **SMALL_RUN)
 
     def generate(screening: list, screening_positives: tuple = ()) -> object:  # type: ignore[type-arg]
         context = FingerprintContext(
