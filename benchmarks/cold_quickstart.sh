@@ -8,7 +8,7 @@ rm -rf .venv
 export UV_CACHE_DIR PIP_NO_CACHE_DIR=1
 UV_CACHE_DIR="$(mktemp -d)"
 trap 'rm -rf "$UV_CACHE_DIR"' EXIT
-started=$(date +%s.%N)
+started=$EPOCHREALTIME
 make setup
-setup_s=$(echo "$(date +%s.%N) - $started" | bc)
+setup_s=$(python3 -c "print(round($EPOCHREALTIME - $started, 1))")
 .venv/bin/python -m benchmarks.quickstart --setup-seconds "$setup_s" "$@"

@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import sys
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 Precision = Literal["auto", "fp32", "bf16"]
 #: What a run actually uses.
 Resolved = Literal["fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 #: The CPU flags that decide which kernels run (reported in every machine record).
 FLAGS_THAT_MATTER = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
@@ -104,10 +105,11 @@ def _torch_caps() -> dict[str, bool]:
 
 @dataclass(frozen=True)
 class PrecisionChoice:
-    """The precision a run uses and why."""
+    """The precision a run uses and why; ``emulated``: bf16 on a CPU without it (the slow path)."""
 
     precision: Resolved
     reason: str
+    emulated: bool = False
 
 
 def choose_precision(
@@ -147,7 +149,7 @@ def choose_precision(
         return PrecisionChoice("bf16" if native else "fp32", f"auto on {about}")
     if requested == "bf16" and not native:
         return PrecisionChoice(
-            "bf16", f"asked for bf16 on {about}: emulated, {EMULATED_BF16_SLOWDOWN}"
+            "bf16", f"asked for bf16 on {about}: emulated, {EMULATED_BF16_SLOWDOWN}", emulated=True
         )
     return PrecisionChoice(requested, f"asked for {requested} on {about}")  # type: ignore[arg-type]
 
@@ -161,7 +163,7 @@ def _announce(requested: str, kind: str) -> PrecisionChoice:
     """Resolve for this machine and log (or warn) once per process and device kind."""
     choice = choose_precision(requested, kind)
     _RESOLVED[f"{requested} on {kind}"] = choice.precision
-    if requested == "bf16" and choice.precision == "bf16" and "emulated" in choice.reason:
+    if choice.emulated:
         warnings.warn(
             f"nf-dist: precision bf16 {choice.reason}; set precision: auto (or fp32)",
             RuntimeWarning,

@@ -44,9 +44,9 @@ def test_a_bf16_flag_without_onednn_support_is_not_native() -> None:
 def test_explicit_precisions_are_kept_and_emulated_bf16_says_so() -> None:
     assert choose_precision("fp32", "cpu", AVX512_BF16).precision == "fp32"
     emulated = choose_precision("bf16", "cpu", AVX2)
-    assert emulated.precision == "bf16" and "emulated" in emulated.reason
+    assert emulated.precision == "bf16" and emulated.emulated and "emulated" in emulated.reason
     assert "slower" in emulated.reason
-    assert "emulated" not in choose_precision("bf16", "cpu", AVX512_BF16).reason
+    assert not choose_precision("bf16", "cpu", AVX512_BF16).emulated
 
 
 def test_an_unknown_precision_is_refused() -> None:
@@ -72,7 +72,6 @@ def test_cpu_facts_agree_with_proc_cpuinfo() -> None:
     assert flags is not None
     facts = hardware.cpu_facts()
     assert set(flags.group(1).split()) <= facts.flags
-    assert ("avx2" in facts.flags) == ("avx2" in flags.group(1).split())
 
 
 def test_no_repository_config_asks_for_bf16_without_a_reason() -> None:

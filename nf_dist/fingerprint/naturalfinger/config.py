@@ -10,6 +10,7 @@ from typing import Literal
 from nf_dist.errors import ConfigError
 from nf_dist.fingerprint.losses import DISCRIMINATOR_LOSSES
 from nf_dist.fingerprint.transforms import TRANSFORM_NAMES
+from nf_dist.hardware import Precision
 
 #: Upper bounds that keep one run's tensors in memory (candidates are generated in one go).
 LIMITS = {
@@ -126,7 +127,7 @@ class NaturalFingerConfig:
     screen_draws: int = 1
     screen_min_pass: float = 1.0
     screen_order: Literal["latent", "margin", "margin_balanced"] = "latent"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Precision = "auto"
     batch_size: int = 500
     seed: int = 0
 

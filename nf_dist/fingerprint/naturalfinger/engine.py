@@ -27,7 +27,7 @@ from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.prepare import Targets
 from nf_dist.fingerprint.naturalfinger.schedule import StepPlan
 from nf_dist.fingerprint.transforms import TransformSpec, apply_transform
-from nf_dist.hardware import bf16_autocast
+from nf_dist.hardware import Precision, bf16_autocast
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Objective:
 
     k: float = 50.0
     negatives_away: bool = False
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     lambda_d: float = 0.0
     discriminator_loss: str = "generator_hinge"
 
