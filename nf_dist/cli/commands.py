@@ -254,6 +254,10 @@ def verify_config(args: argparse.Namespace, job: Any) -> Any:
         endpoint = {"url": url, "num_classes": num_classes, "class_names": names}
         if args.token_env:
             endpoint["token_env"] = args.token_env
+        if args.protocol:
+            endpoint["protocol"] = args.protocol
+        if args.image_size:
+            endpoint["image"] = {"size": args.image_size}
         suspects.append({"endpoint": endpoint})
     flags = {
         "fingerprints": args.fingerprints,
@@ -294,6 +298,12 @@ def serve(args: argparse.Namespace) -> int:
                 "malformed": args.malformed,
                 "delay_s": args.delay,
                 "seed": args.seed,
+            },
+            "limits": {
+                "image_size": args.image_size,
+                "max_batch": args.max_batch,
+                "max_queue": args.max_queue,
+                "max_body_bytes": args.max_body_bytes,
             },
         },
     )

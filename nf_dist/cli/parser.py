@@ -6,6 +6,10 @@ import argparse
 
 from nf_dist import __version__
 
+#: ``nf-dist verify --protocol``: the names of nf_dist.verification.http.PROTOCOLS, spelled out
+#: so that parsing arguments imports no torch (a test holds the two equal).
+PROTOCOL_CHOICES = ("nfdist", "oip-v2", "kserve-v1", "raw-image")
+
 
 def _add_config_args(
     parser: argparse.ArgumentParser, default_help: str, *, smoke: bool = True
@@ -150,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint", action="append", default=[], metavar="URL", help="a deployed suspect's API"
     )
     verify.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        help="the --endpoint APIs' protocol (default nfdist; the rest: see endpoint in a config)",
+    )
+    verify.add_argument(
+        "--image-size",
+        type=int,
+        help="the side of the images the --endpoint APIs expect (fingerprints are resized)",
+    )
+    verify.add_argument(
         "--calibrate",
         nargs="*",
         default=[],
@@ -210,4 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--malformed", type=float, default=0.0, help="share of malformed bodies")
     serve.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     serve.add_argument("--seed", type=int, default=0, help="seeds the injected faults")
+    serve.add_argument(
+        "--image-size", type=int, default=32, help="the side every image must have (resized to 32)"
+    )
+    serve.add_argument("--max-batch", type=int, default=1024, help="most images per request")
+    serve.add_argument(
+        "--max-queue", type=int, default=8, help="requests waiting for the model before 429"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest request body"
+    )
     return parser

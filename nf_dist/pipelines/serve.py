@@ -16,14 +16,15 @@ import uvicorn
 
 from nf_dist.errors import ConfigError
 from nf_dist.verification.files import SuspectFile, open_suspect
-from nf_dist.verification.server import Faults, create_app
+from nf_dist.verification.server import Faults, Limits, create_app
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """``nf-dist serve``: the model, where to listen, the token, class names and faults."""
+    """``nf-dist serve``: the model, where to listen, the token, class names, faults and the
+    limits it holds requests to."""
 
     model: SuspectFile = field(default_factory=lambda: SuspectFile(uri=""))
     host: str = "127.0.0.1"
@@ -31,6 +32,7 @@ class ServeConfig:
     token_env: str | None = None
     class_names: tuple[str, ...] = ()
     faults: Faults = field(default_factory=Faults)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -46,9 +48,23 @@ def run_serve(config: ServeConfig) -> None:
         if not token:
             raise ConfigError(f"token_env names ${config.token_env}, which is not set")
     app = create_app(
-        opened.oracle, faults=config.faults, token=token, class_names=config.class_names
+        opened.oracle,
+        faults=config.faults,
+        token=token,
+        class_names=config.class_names,
+        limits=config.limits,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("serving on %s: reachable beyond this machine", config.host)
     logger.info("serving %s on http://%s:%d/predict", opened.identity, config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    logger.info("limits: %s", config.limits)
+    # uvicorn answers 503 past limit_concurrency connections and tasks; idle keep-alive
+    # connections close after 5 s, and header bytes stay under h11's 16 KiB.
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        limit_concurrency=64 + 4 * config.limits.max_queue,
+        timeout_keep_alive=5,
+    )

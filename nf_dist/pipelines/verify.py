@@ -216,7 +216,12 @@ def check_one(
     queries = [{"index": i, "label": int(v)} for i, v in enumerate(answers)]
     if isinstance(oracle, HttpOracle):
         suspect["query_log_sha256"] = oracle.log.sha256()
-        suspect["images_sent"] = oracle.sent
+        suspect["protocol"] = spec.endpoint.protocol
+        # Counts over every run that appended to the log (the budget's own count).
+        suspect["images_sent"] = oracle.log.images_sent
+        suspect["images_retried"] = oracle.log.images_retried
+        suspect["images_answered"] = len(oracle.log.records)
+        suspect["requests_this_run"] = oracle.requests
         suspect["answers_resumed"] = resumed
         queries = [r for r in oracle.log.records if not r.get("cover")]
         oracle.close()

@@ -104,6 +104,15 @@ def markdown(record: dict[str, Any]) -> str:
                 if suspect.get("answers_resumed")
                 else ""
             ),
+            *(
+                [
+                    f"- images on the wire ({suspect['protocol']}): {suspect['images_sent']} "
+                    f"sent, {suspect['images_retried']} of them retries, "
+                    f"{suspect['images_answered']} answered (cover included, all runs)"
+                ]
+                if "images_sent" in suspect
+                else []
+            ),
             f"- tool: nf-dist {record['tool']['version']} "
             f"({record['tool']['git_sha'] or 'no git'}), {record['created']}",
             "",
