@@ -56,7 +56,8 @@ class Suspect:
 def deploy(checkpoint: str, port: int) -> str:
     """Deploy the suspect; returns its URL."""
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(Suspect.bind(checkpoint), name=APP_NAME, route_prefix=ROUTE)
+    app = Suspect.bind(checkpoint)  # type: ignore[attr-defined]  # added by @serve.deployment
+    serve.run(app, name=APP_NAME, route_prefix=ROUTE)
     return f"http://127.0.0.1:{port}{ROUTE}/classify"
 
 

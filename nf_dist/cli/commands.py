@@ -304,6 +304,7 @@ def serve(args: argparse.Namespace) -> int:
                 "max_batch": args.max_batch,
                 "max_queue": args.max_queue,
                 "max_body_bytes": args.max_body_bytes,
+                "body_timeout_s": args.body_timeout,
             },
         },
     )

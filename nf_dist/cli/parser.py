@@ -234,4 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-bytes", type=int, default=16 * 1024 * 1024, help="largest request body"
     )
+    serve.add_argument(
+        "--body-timeout", type=float, default=30.0, help="seconds a client may take to send a body"
+    )
     return parser

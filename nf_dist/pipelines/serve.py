@@ -58,13 +58,14 @@ def run_serve(config: ServeConfig) -> None:
         logger.warning("serving on %s: reachable beyond this machine", config.host)
     logger.info("serving %s on http://%s:%d/predict", opened.identity, config.host, config.port)
     logger.info("limits: %s", config.limits)
-    # uvicorn answers 503 past limit_concurrency connections and tasks; idle keep-alive
-    # connections close after 5 s, and header bytes stay under h11's 16 KiB.
+    # Past limit_concurrency connections uvicorn answers 503 (a backstop: the bounded queue
+    # answers 429 long before); idle keep-alive connections close after 5 s, and header bytes
+    # stay under h11's 16 KiB.
     uvicorn.run(
         app,
         host=config.host,
         port=config.port,
         log_level="warning",
-        limit_concurrency=64 + 4 * config.limits.max_queue,
+        limit_concurrency=1024,
         timeout_keep_alive=5,
     )

@@ -216,7 +216,7 @@ def check_one(
     queries = [{"index": i, "label": int(v)} for i, v in enumerate(answers)]
     if isinstance(oracle, HttpOracle):
         suspect["query_log_sha256"] = oracle.log.sha256()
-        suspect["protocol"] = spec.endpoint.protocol
+        suspect["protocol"] = oracle.config.protocol
         # Counts over every run that appended to the log (the budget's own count).
         suspect["images_sent"] = oracle.log.images_sent
         suspect["images_retried"] = oracle.log.images_retried

@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 
 from nf_dist.errors import ConfigError
+from nf_dist.verification.http.images import resized_pixels
 from nf_dist.verification.oracles import LabelOracle
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -171,6 +172,10 @@ def create_app(
     def infer(items: list[str]) -> list[int]:
         """Check, decode and label a batch (in the worker thread)."""
         images = np.stack([_decode(item, i, limits) for i, item in enumerate(items)])
+        # The oracle takes 32 x 32: the bilinear resize clients use (half-pixel centres, no
+        # antialiasing), so an upsampling by an odd factor (224 = 7 x 32) comes back pixel for
+        # pixel.
+        images = resized_pixels(images, ORACLE_SIZE)
         labels = [int(v) for v in oracle(images)]
         with lock:
             stats.images_answered += len(labels)
@@ -293,7 +298,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def _decode(item: str, index: int, limits: Limits) -> np.ndarray:
-    """One base64 PNG as ``(32, 32, 3)`` uint8, refused unless its header
+    """One base64 PNG as ``(image_size, image_size, 3)`` uint8, refused unless its header
     declares an acceptable image."""
     try:
         data = base64.b64decode(item, validate=True)
@@ -319,8 +324,6 @@ def _decode(item: str, index: int, limits: Limits) -> np.ndarray:
         raise _Refusal(400, f"image {index} is not a readable PNG ({exc})") from None
     if image.size != (limits.image_size, limits.image_size):
         raise _Refusal(400, f"image {index} decodes to {image.size}, not what its header says")
-    if limits.image_size != ORACLE_SIZE:
-        image = image.resize((ORACLE_SIZE, ORACLE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(image)
 
 

@@ -137,10 +137,9 @@ class OpenInferenceV2(Protocol):
         flat = _flatten(data)
         if len(flat) != math.prod(shape):
             raise RetryableError(f"answered {len(flat)} values for an output of shape {shape}")
-        rows = [
-            flat[i * (len(flat) // count) : (i + 1) * (len(flat) // count)] for i in range(count)
-        ]
-        kind = self.config.answer
+        width = len(flat) // count  # values per image
+        rows = [flat[i * width : (i + 1) * width] for i in range(count)]
+        kind: str = self.config.answer
         if kind == "auto":
             kind = _kind(str(datatype), shape, self.config.num_classes)
         if kind == "classification":

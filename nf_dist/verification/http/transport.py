@@ -140,7 +140,7 @@ class BoundedTransport:
     async def _read(self, url: str, answer: httpx.Response) -> bytes:
         declared = answer.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
-            raise self._too_large(url, f"declares {int(declared):,} bytes")
+            raise self._too_large(url, f"declares {int(declared):,} bytes, more")
         decoder = _Decoder(url, answer.headers.get("content-encoding", ""))
         body = bytearray()
         async for chunk in answer.aiter_raw():
