@@ -201,12 +201,16 @@ def check_one(
         assert spec.file is not None
         opened = open_suspect(spec.file)
         oracle, identity, kind, classes = opened.oracle, opened.identity, "file", opened.num_classes
-    if classes != fingerprints.num_classes:
-        raise ConfigError(
-            f"the set labels {fingerprints.num_classes} classes but suspect {spec.label} "
-            f"answers {classes}; use a fingerprint set made for this task"
-        )
-    decision, answers = _ask(oracle, fingerprints, null, config)
+    try:
+        if classes != fingerprints.num_classes:
+            raise ConfigError(
+                f"the set labels {fingerprints.num_classes} classes but suspect {spec.label} "
+                f"answers {classes}; use a fingerprint set made for this task"
+            )
+        decision, answers = _ask(oracle, fingerprints, null, config)
+    finally:
+        if isinstance(oracle, HttpOracle):
+            oracle.close()  # its connections and event-loop thread, whatever happened
     suspect: dict[str, Any] = {
         "name": spec.label,
         "identity": identity,
@@ -224,7 +228,6 @@ def check_one(
         suspect["requests_this_run"] = oracle.requests
         suspect["answers_resumed"] = resumed
         queries = [r for r in oracle.log.records if not r.get("cover")]
-        oracle.close()
     if config.evidence_dir:
         record = build_record(config.fingerprints, fingerprints, suspect, decision, null, queries)
         write_evidence(config.evidence_dir, _slug(spec.label), record)

@@ -104,6 +104,21 @@ async def _redirect_with_labels(writer: Writer) -> None:
     writer.write(LABELS16)
 
 
+async def _moved(writer: Writer) -> None:
+    await _head(writer, "307 Temporary Redirect", {"Location": "/labels", "Content-Length": "0"})
+
+
+async def _moved_away(writer: Writer) -> None:
+    port = writer.get_extra_info("sockname")[1]
+    location = f"http://localhost:{port}/labels"  # the same server under another host name
+    await _head(writer, "307 Temporary Redirect", {"Location": location, "Content-Length": "0"})
+
+
+async def _labels(writer: Writer) -> None:
+    await _head(writer, "200 OK", {"Content-Length": str(len(LABELS16))})
+    writer.write(LABELS16)
+
+
 async def _unauthorised(writer: Writer) -> None:
     await _head(writer, "401 Unauthorized", {"Content-Length": "0"})
 
@@ -137,6 +152,9 @@ class HostileServer:
             "/gzip-bomb": gzip_bomb,
             "/redirect-with-labels": _redirect_with_labels,
             "/unauthorised": _unauthorised,
+            "/moved": _moved,
+            "/moved-away": _moved_away,
+            "/labels": _labels,
             "/three-labels": _three_labels,
             "/label-twelve": _label_twelve,
         }
@@ -255,6 +273,30 @@ def test_the_client_stays_small_through_every_hostile_answer(
     # memory grew by a few megabytes over its imports, not by the bodies it was sent.
     baseline = client_results["baseline"]["peak_rss"]
     assert max(row["peak_rss"] for row in client_results.values()) - baseline < 64 << 20
+
+
+def test_redirects_are_followed_only_when_configured_and_only_to_the_same_host() -> None:
+    server = HostileServer(b"")
+    images = np.zeros((16, 32, 32, 3), np.uint8)
+    base = {"cover_ratio": 0.0, "max_retries": 0, "timeout_s": 5.0}
+
+    def ask(path: str, redirects: str) -> np.ndarray:
+        url = f"http://127.0.0.1:{server.port}{path}"
+        settings = {**base, "url": url, "redirects": redirects}
+        oracle = HttpOracle(from_dict(EndpointConfig, settings), images[:0])
+        try:
+            return oracle(images)
+        finally:
+            oracle.close()
+
+    try:
+        with pytest.raises(NfDistError, match="redirects are refused"):
+            ask("/moved", "refuse")
+        assert list(ask("/moved", "same-host")) == [1] * 16
+        with pytest.raises(NfDistError, match="another host"):
+            ask("/moved-away", "same-host")
+    finally:
+        server.close()
 
 
 # --- nf-dist serve under attack ------------------------------------------------------------------

@@ -168,6 +168,9 @@ def test_faults_lose_nothing_and_count_nothing_twice(
     assert sent > len(records) and sent == stats["images_received"]
     record = json.loads(next(evidence.glob("*[!s].json")).read_text())
     assert record["suspect"]["query_log_sha256"] and len(record["queries"]) == 40
+    counts = {k: record["suspect"][k] for k in ("images_sent", "images_retried", "images_answered")}
+    retried = sum(line["sent"] for line in lines if line.get("retry"))
+    assert counts == {"images_sent": sent, "images_retried": retried, "images_answered": 80}
     assert record["decision"]["matches"] == 40
 
 
