@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suspects", nargs="+", default=list(SUSPECTS))
     parser.add_argument("--calibrate", nargs="+", default=list(CALIBRATION))
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     args = parser.parse_args(argv)
     run = Path(args.run)
     models = run / "models"
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": str(run),
         "calibration": args.calibrate,
         "machine": machine(),
+        "meanwhile": args.note or "not stated",
         "suspects": suspects,
     }
     out = Path(args.results)
@@ -119,7 +121,12 @@ def markdown(result: dict) -> str:
         "",
         f"Command: `{result['command']}` (fingerprints and models from `{result['run']}`; null "
         f"calibrated on {', '.join(result['calibration'])}, held-out independents).",
-        f"Machine: {m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch']}.",
+        f"Machine: {m['cpu_model']} ({', '.join(k for k, v in m['cpu_flags'].items() if v)}), "
+        f"{m['cpu_count']} cores, torch {m['torch']}. Meanwhile: {result['meanwhile']}.",
+        "Servers: `nf-dist serve` (nfdist), KServe's Python model server (oip-v2 and kserve-v1 on "
+        "one port), a TorchServe-style raw-image API (standard-library HTTP server; no "
+        "TorchServe here), a Ray Serve deployment (multipart upload, Hugging Face-style "
+        "answer); `benchmarks/deployments/`. Cover traffic: one clean image per fingerprint.",
         "",
         "| suspect | way | matches | matching rate | p-value | verdict | images sent | "
         "retried | requests | seconds |",
