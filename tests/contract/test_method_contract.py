@@ -27,6 +27,7 @@ SMOKE_SETTINGS: dict[str, dict[str, Any]] = {
         "screen_transforms": ["identity"],
     },
     "akh": {"num_fingerprints": 12},
+    "cae": {"num_fingerprints": 12, "num_seeds": 64, "steps": 30, "lr": 0.01, "threshold": 0.0},
     "clean": {"num_fingerprints": 12},
     "ipguard": {"num_fingerprints": 12, "steps": 20, "lr": 0.01},
     "metafinger": {"num_fingerprints": 12, "num_seeds": 20, "epochs": 2, "steps_per_epoch": 3},

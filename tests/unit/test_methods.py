@@ -9,11 +9,13 @@ import torch
 from nf_dist.data import load_dataset
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.akh import AkhConfig
+from nf_dist.fingerprint.methods.cae import CaeConfig, conferrability, ensemble_scores
 from nf_dist.fingerprint.methods.ipguard import ipguard_loss
+from nf_dist.models.inference import predict
 
 
 def test_every_method_is_registered() -> None:
-    expected = {"naturalfinger", "akh", "clean", "ipguard", "metafinger", "metav"}
+    expected = {"naturalfinger", "akh", "cae", "clean", "ipguard", "metafinger", "metav"}
     assert expected <= set(METHODS.names())
 
 
@@ -48,3 +50,34 @@ def test_akh_keeps_only_images_the_source_gets_wrong_in_a_seeded_order(
     assert np.array_equal(first.images, again.images), "the order is a function of the seed"
     assert not np.array_equal(first.images, other.images)
     assert first.info["num_misclassified"] >= len(first)
+
+
+def test_cae_scores_on_hand_computed_cases() -> None:
+    # two surrogates, one reference, two classes: E_c = mean_s p_s,c * (1 - p_r,c)
+    surrogates = torch.tensor([[[0.8, 0.2]], [[0.6, 0.4]]])  # (S=2, N=1, C=2)
+    references = torch.tensor([[[0.5, 0.5]]])
+    assert torch.allclose(ensemble_scores(surrogates, references), torch.tensor([[0.35, 0.15]]))
+    source = np.array([3, 3, 1])
+    surrogate_labels = np.array([[3, 3, 1], [3, 0, 1]])  # (S=2, N=3)
+    reference_labels = np.array([[3, 0, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]])  # (R=4, N=3)
+    # transfer 1, 0.5, 1; references agreeing 0.25, 0, 0.25
+    assert conferrability(source, surrogate_labels, reference_labels).tolist() == [0.75, 0.5, 0.75]
+
+
+def test_cae_examples_follow_the_surrogate_and_leave_the_references(
+    context: FingerprintContext,
+) -> None:
+    settings = CaeConfig(num_fingerprints=40, num_seeds=96, steps=40, lr=0.01, threshold=0.5)
+    made = METHODS.get("cae")().generate(context, settings)
+    assert context.clean is not None
+    source, surrogate = context.positives
+    assert np.array_equal(predict(source, made.images), made.y_orig)
+    assert len(made) >= 5 and min(made.info["conferrability"]) >= 0.5
+    # every kept example transfers to the one surrogate and to at most half the references
+    assert np.mean(predict(surrogate, made.images) == made.y_orig) == 1.0
+    refs = np.mean([predict(m, made.images) == made.y_orig for m in context.negatives], axis=0)
+    assert refs.max() <= 0.5
+    original = {im.tobytes(): y for im, y in zip(context.clean.images, context.clean.labels)}
+    assert made.info["num_candidates"] <= 96 and not set(original) & {
+        im.tobytes() for im in made.images
+    }

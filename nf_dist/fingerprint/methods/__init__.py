@@ -5,7 +5,15 @@ white-box models, the generator, clean owner data) into a
 :class:`~nf_dist.fingerprint.fingerprint_set.FingerprintSet`, so evaluation treats them alike.
 """
 
-from nf_dist.fingerprint.methods import akh, clean, ipguard, metafinger, metav, naturalfinger
+from nf_dist.fingerprint.methods import (
+    akh,
+    cae,
+    clean,
+    ipguard,
+    metafinger,
+    metav,
+    naturalfinger,
+)
 from nf_dist.fingerprint.methods.base import METHODS, FingerprintContext, FingerprintMethod
 
 __all__ = [
@@ -13,6 +21,7 @@ __all__ = [
     "FingerprintContext",
     "FingerprintMethod",
     "akh",
+    "cae",
     "clean",
     "ipguard",
     "metafinger",
