@@ -70,11 +70,13 @@ def _targets(world: dict) -> Targets:
     return Targets(y_gen, y_orig, y_adv)
 
 
-def _run(world: dict, engine: Any | None) -> tuple[torch.Tensor, list[float]]:
+def _run(
+    world: dict, engine: Any | None, config: NaturalFingerConfig = CONFIG
+) -> tuple[torch.Tensor, list[float]]:
     generator, discriminator, positives, negatives = world["models"]
     engine = engine or LocalModelGradients(generator, positives, negatives, discriminator)
     prepared = Prepared(world["labels"][0], _targets(world))
-    final, history = optimise(engine, prepared, CONFIG, 10, progress=False)
+    final, history = optimise(engine, prepared, config, 10, progress=False)
     return final, history.loss
 
 
@@ -115,6 +117,17 @@ def test_sharded_latents_match_the_reference(world: dict, num_shards: int) -> No
     assert sharded_loss == pytest.approx(reference_loss, rel=1e-4, abs=1e-6)
     z0 = world["labels"][0]
     assert (reference - z0).abs().max() > 1e-3  # the run moved the latents
+
+
+def test_model_dropout_runs_the_same_on_two_shards(world: dict) -> None:
+    """Dropout plans keep any subset of models per step: the shards compute their part of it."""
+    config = replace(CONFIG, model_sampling="dropout", model_dropout=0.5)
+    reference, reference_loss = _run(world, None, config)
+    with _engine(world, 2) as engine:
+        sharded, sharded_loss = _run(world, engine, config)
+    assert ((sharded - reference).norm() / reference.norm()).item() < 1e-4
+    assert sharded_loss == pytest.approx(reference_loss, rel=1e-4, abs=1e-6)
+    assert not torch.equal(reference, _run(world, None)[0]), "dropout changed the schedule"
 
 
 @pytest.mark.parametrize(

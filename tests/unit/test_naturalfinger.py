@@ -80,6 +80,24 @@ def test_plan_steps_covers_models_each_epoch() -> None:
     assert {p.transform.name for p in identity_only} == {"identity"}
 
 
+def test_dropout_sampling_keeps_each_model_at_the_asked_rate() -> None:
+    config = NaturalFingerConfig(steps=2000, model_sampling="dropout", model_dropout=0.3)
+    plans = plan_steps(16, 12, config)
+    assert len(plans) == 2000 and all(p.positives and p.negatives for p in plans)
+    kept = np.zeros(16)
+    for plan in plans:
+        assert len(set(plan.positives)) == len(plan.positives)
+        kept[list(plan.positives)] += 1
+    # each model sits out ~30% of the steps (binomial sd over 2000 steps ~ 1%)
+    assert np.abs(kept / 2000 - 0.7).max() < 0.04
+    assert np.mean([len(p.negatives) for p in plans]) == pytest.approx(0.7 * 12, abs=0.2)
+    assert plans == plan_steps(16, 12, config), "the schedule is a function of the seed"
+    everyone = plan_steps(3, 2, replace(config, steps=5, model_dropout=0.0))
+    assert {(p.positives, p.negatives) for p in everyone} == {((0, 1, 2), (0, 1))}
+    lonely = plan_steps(1, 1, replace(config, steps=50, model_dropout=0.9))
+    assert {(p.positives, p.negatives) for p in lonely} == {((0,), (0,))}
+
+
 def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="num_optimised"):
         NaturalFingerConfig(num_candidates=10, num_optimised=20)
@@ -429,6 +447,57 @@ def test_screening_rules(tiny_world: tuple) -> None:
         assert all(int(m(x).argmax()) != int(y_orig[index]) for m in negatives)
     half = NaturalFingerConfig(screen_negatives="not_original", screen_draws=3, screen_min_pass=0.5)
     assert (screen(images, positives, negatives, y_orig, y_adv, half) <= plain).all()
+
+
+def test_conferrability_screen_at_one_is_the_all_or_nothing_screen(tiny_world: tuple) -> None:
+    generator, _, positives, negatives = tiny_world
+    images = generator(torch.randn(128, Z_DIM), torch.arange(128) % 10)
+    # expected labels taken from each model in turn: positives' and negatives' labels both, so
+    # the shares of positives and negatives that answer them vary over the images
+    labels = torch.stack([m(images).argmax(1) for m in [*positives, *negatives]])
+    y_orig = labels[torch.arange(128) % len(labels), torch.arange(128)]
+    y_adv = (y_orig + 1) % 10
+    plain = {"screen_transforms": ("identity",), "screen_negatives": "not_original"}
+    strict = screen(images, positives, negatives, y_orig, y_adv, NaturalFingerConfig(**plain))
+    conferrable = {**plain, "screen_rule": "conferrability"}
+    at_one = NaturalFingerConfig(**conferrable, screen_conferrability=1.0)
+    assert torch.equal(screen(images, positives, negatives, y_orig, y_adv, at_one), strict)
+    half = NaturalFingerConfig(**conferrable, screen_conferrability=0.5)
+    kept = screen(images, positives, negatives, y_orig, y_adv, half)
+    assert (kept | ~strict).all()
+    hits = torch.stack([m(images).argmax(1) == y_orig for m in positives]).float().mean(0)
+    misses = torch.stack([m(images).argmax(1) != y_orig for m in negatives]).float().mean(0)
+    assert torch.equal(kept, hits * misses >= 0.5)
+
+
+class _Answers(torch.nn.Module):
+    """A model that answers image ``i`` (its first pixel's value) with ``labels[i]``."""
+
+    def __init__(self, labels: list[int]) -> None:
+        super().__init__()
+        self.labels = torch.tensor(labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(self.labels[x[:, 0, 0, 0].long()], 10).float()
+
+
+def test_conferrability_keeps_an_image_one_ensemble_member_dissents_on() -> None:
+    # four images; four positives and four negatives; expected label 1 everywhere
+    positives = [_Answers(row) for row in ([1, 1, 1, 1], [1, 1, 1, 2], [1, 1, 2, 2], [1, 1, 1, 1])]
+    negatives = [_Answers(row) for row in ([0, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0])]
+    images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 32, 32)
+    y_orig = torch.ones(4, dtype=torch.long)
+    # scores: 1 * 1 = 1; 1 * 3/4 = 0.75; 3/4 * 3/4 = 0.5625; 2/4 * 2/4 = 0.25
+    settings = {"screen_transforms": ("identity",), "screen_negatives": "not_original"}
+    rule = {"screen_rule": "conferrability"}
+    for threshold, expected in ((1.0, [1, 0, 0, 0]), (0.75, [1, 1, 0, 0]), (0.5, [1, 1, 1, 0])):
+        config = NaturalFingerConfig(**settings, **rule, screen_conferrability=threshold)
+        kept = screen(images, positives, negatives, y_orig, y_orig, config)
+        assert kept.tolist() == [bool(v) for v in expected], threshold
+    all_or_nothing = screen(
+        images, positives, negatives, y_orig, y_orig, NaturalFingerConfig(**settings)
+    )
+    assert all_or_nothing.tolist() == [True, False, False, False]
 
 
 def test_margin_order_stores_the_same_survivors_surest_first(tiny_world: tuple) -> None:

@@ -30,6 +30,8 @@ SCREENING_FIELDS = (
     "screen_draws",
     "screen_min_pass",
     "screen_order",
+    "screen_rule",
+    "screen_conferrability",
 )
 
 
@@ -46,6 +48,13 @@ class NaturalFingerConfig:
         lambda_d: weight of the discriminator term (paper 0.5).
         k: CW confidence (paper 50).
         positives_per_step, negatives_per_step: the model mini-batch (paper 4 + 4).
+        model_sampling: how a step's models are drawn: ``epochs`` walks shuffled epochs of
+            ``positives_per_step`` + ``negatives_per_step`` (every model equally often: the
+            paper); ``dropout`` keeps each model with chance ``1 - model_dropout`` (at least one
+            of each side), as conferrable adversarial examples train against an ensemble
+            (Lukas et al., 2021), so no step leans on one model standing in for "any stolen" or
+            "any independent" model.
+        model_dropout: the chance a model sits out a step under ``dropout`` sampling.
         fgsm_epsilon: FGSM step for adversarial labels (8/255).
         adversarial_label_models: whose FGSM votes make y_adv (paper: negative; code: positive).
         discriminator_loss: see :data:`DISCRIMINATOR_LOSSES` (default: the generator-side hinge).
@@ -88,6 +97,12 @@ class NaturalFingerConfig:
             positive gives y_orig minus the largest a (screening) negative gives it; or
             ``margin_balanced``: the same margin taken round-robin over y_orig (each label's
             surest, then each label's second, ...), so a budget spreads over the labels.
+        screen_rule: ``all`` passes a view when every positive and every negative answers as
+            ``screen_negatives`` asks (the paper); ``conferrability`` when the share of positives
+            answering y_orig times the share of negatives not answering it reaches
+            ``screen_conferrability`` (Lukas et al.'s score: with ensembles, one dissenting
+            model out of 16 need not discard an image).
+        screen_conferrability: the least conferrability score of a passing view.
         precision: ``auto`` (bf16 where the hardware runs it natively, else fp32;
             :mod:`nf_dist.hardware`), ``fp32``, or ``bf16``: the optimisation's forward passes
             (G, the classifiers, D) under bf16 autocast, 1.5-2x faster on CPUs with AVX512-BF16
@@ -108,6 +123,8 @@ class NaturalFingerConfig:
     k: float = 50.0
     positives_per_step: int = 4
     negatives_per_step: int = 4
+    model_sampling: Literal["epochs", "dropout"] = "epochs"
+    model_dropout: float = 0.3
     fgsm_epsilon: float = 8 / 255
     adversarial_label_models: Literal["negative", "positive"] = "negative"
     discriminator_loss: str = "generator_hinge"
@@ -127,6 +144,8 @@ class NaturalFingerConfig:
     screen_draws: int = 1
     screen_min_pass: float = 1.0
     screen_order: Literal["latent", "margin", "margin_balanced"] = "latent"
+    screen_rule: Literal["all", "conferrability"] = "all"
+    screen_conferrability: float = 0.9
     precision: Precision = "auto"
     batch_size: int = 500
     seed: int = 0
@@ -188,6 +207,15 @@ class NaturalFingerConfig:
         if self.screen_draws < 1:
             raise ConfigError(
                 f"fingerprint.screen_draws must be at least 1, got {self.screen_draws}"
+            )
+        if not 0 <= self.model_dropout < 1:
+            raise ConfigError(
+                f"fingerprint.model_dropout must be in [0, 1), got {self.model_dropout}"
+            )
+        if not 0 < self.screen_conferrability <= 1:
+            raise ConfigError(
+                "fingerprint.screen_conferrability must be in (0, 1], got "
+                f"{self.screen_conferrability}"
             )
         if not 0 < self.screen_min_pass <= 1:
             raise ConfigError(

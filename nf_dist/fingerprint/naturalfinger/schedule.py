@@ -62,11 +62,22 @@ class ModelTerms(Protocol):
 def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig) -> list[StepPlan]:
     """The whole schedule: per step, model mini-batches, transformation and D-label seed.
 
-    Every epoch shuffles the positive and the negative models separately and walks through them
-    ``positives_per_step`` + ``negatives_per_step`` at a time; the shorter list wraps around.
+    ``epochs`` sampling shuffles the positive and the negative models separately every epoch and
+    walks through them ``positives_per_step`` + ``negatives_per_step`` at a time (the shorter
+    list wraps around); ``dropout`` keeps each model with chance ``1 - model_dropout``.
     """
     rng = np.random.default_rng(config.seed + 2)
     names = TRANSFORM_NAMES if config.input_transforms else ("identity",)
+    if config.model_sampling == "dropout":
+        return [
+            StepPlan(
+                positives=_kept(num_positive, config.model_dropout, rng),
+                negatives=_kept(num_negative, config.model_dropout, rng),
+                transform=sample_transform(rng, names, config.transform_strength),
+                label_seed=int(rng.integers(0, 2**31 - 1)),
+            )
+            for _ in range(config.steps)
+        ]
     plans: list[StepPlan] = []
     while len(plans) < config.steps:
         pos_order, neg_order = rng.permutation(num_positive), rng.permutation(num_negative)
@@ -90,3 +101,11 @@ def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig
                 )
             )
     return plans
+
+
+def _kept(count: int, dropout: float, rng: np.random.Generator) -> tuple[int, ...]:
+    """The models one step keeps: each with chance ``1 - dropout``, at least one (drawn)."""
+    kept = np.nonzero(rng.random(count) >= dropout)[0]
+    if len(kept) == 0:
+        kept = rng.integers(count, size=1)
+    return tuple(int(i) for i in kept)

@@ -36,23 +36,29 @@ def screen(
 ) -> torch.Tensor:
     """Boolean mask of the images that survive screening.
 
-    A view of an image (the plain image, or one drawn transformation of it) passes when every
-    positive model answers y_orig and the negatives answer as ``screen_negatives`` asks (all
-    y_adv, or none y_orig). An image survives when its plain view passes and at least
+    A view of an image (the plain image, or one drawn transformation of it) passes, under the
+    ``all`` rule, when every positive model answers y_orig and the negatives answer as
+    ``screen_negatives`` asks (all y_adv, or none y_orig); under ``conferrability``, when the
+    share of positives answering y_orig times the share of negatives not answering it reaches
+    ``screen_conferrability``. An image survives when its plain view passes and at least
     ``screen_min_pass`` of its transformed views do (``screen_draws`` draws of each of
     ``screen_transforms``). The paper's screen is one draw of each of the five, all passing.
     """
     rng = np.random.default_rng(config.seed + 3)
 
     def passes(view: torch.Tensor) -> torch.Tensor:
-        ok = (predictions(positives, view, config.batch_size) == y_orig).all(dim=0)
-        answers = predictions(negatives, view, config.batch_size)
+        hits = predictions(positives, view, config.batch_size) == y_orig  # (P, N)
+        answers = predictions(negatives, view, config.batch_size)  # (Q, N)
+        if config.screen_rule == "conferrability":
+            score = hits.float().mean(0) * (answers != y_orig).float().mean(0)
+            return score >= config.screen_conferrability - 1e-9
+        ok = hits.all(dim=0)
         if config.screen_negatives == "adversarial":
             return ok & (answers == y_adv).all(dim=0)
         return ok & (answers != y_orig).all(dim=0)
 
     keep = passes(images)
-    if config.screen_negatives == "adversarial":
+    if config.screen_negatives == "adversarial" and config.screen_rule == "all":
         keep &= y_orig != y_adv
     passed = torch.zeros(len(images))
     views = 0
