@@ -123,6 +123,73 @@ def full_catalog(pgd: dict[str, Any]) -> list[dict[str, Any]]:
     return positives + mirrors + independent
 
 
+#: Architectures of the generation ensembles: dense, cheap at the profile's width, varied.
+ENSEMBLE_ARCHS = [
+    "resnet18",
+    "vgg13_bn",
+    "vgg16_bn",
+    "resnet34",
+    "seresnet18",
+    "googlenet",
+    "densenet_bc",
+    "mobilenet_v2",
+]
+
+
+def ensemble_catalog(size: int) -> list[dict[str, Any]]:
+    """``size`` surrogates of the source and ``size`` references (issue 27; conferrable
+    adversarial examples, Lukas et al. 2021), generation only: half the surrogates distilled
+    from the source and half Knockoff students of it, half the references trained from scratch
+    on half b and half distilled from those references, each over ENSEMBLE_ARCHS."""
+    half = size // 2
+    archs = [ENSEMBLE_ARCHS[i % len(ENSEMBLE_ARCHS)] for i in range(half)]
+    rows: list[dict[str, Any]] = []
+    for i, arch in enumerate(archs):
+        for attack, recipe, offset in (
+            ("distill", "ens_student", 0),
+            ("knockoff", "ens_knockoff", 100),
+        ):
+            rows.append(
+                dict(
+                    id=f"ens-{attack}-{i:02d}-{arch}",
+                    role="positive",
+                    arch=arch,
+                    attack=attack,
+                    recipe=recipe,
+                    parent="source",
+                    data_half="a",
+                    seed=5000 + offset + i,
+                )
+            )
+    for i, arch in enumerate(archs):
+        rows.append(
+            dict(
+                id=f"ens-ref-{i:02d}-{arch}",
+                role="negative",
+                arch=arch,
+                attack="scratch",
+                recipe="ens_scratch",
+                data_half="b",
+                seed=6000 + i,
+            )
+        )
+    for i, arch in enumerate(archs):
+        student = archs[(i + 1) % len(archs)]
+        rows.append(
+            dict(
+                id=f"ens-ref-{i:02d}-distill-{student}",
+                role="negative",
+                arch=student,
+                attack="distill",
+                recipe="ens_student",
+                parent=f"ens-ref-{i:02d}-{arch}",
+                data_half="b",
+                seed=6100 + i,
+            )
+        )
+    return rows
+
+
 def smoke_catalog() -> list[dict[str, Any]]:
     """A dozen tiny models that exercise every attack, a mirror pair and an independent pair."""
     pgd = {"steps": 2}
@@ -293,8 +360,22 @@ PROFILES: dict[str, dict[str, Any]] = {
             },
             "student": {"train": train(40, 0.1), "resources": {"num_cpus": 4, "num_gpus": 0.5}},
             "knockoff": {"train": train(40, 0.1), "resources": {"num_cpus": 4, "num_gpus": 0.5}},
+            # Generation ensembles: cheaper schedules than the benchmark's (never scored).
+            "ens_student": {
+                "train": train(10, 0.1),
+                "resources": {"num_cpus": 2, "num_gpus": 0.25},
+            },
+            "ens_knockoff": {
+                "train": train(10, 0.1),
+                "resources": {"num_cpus": 2, "num_gpus": 0.25},
+            },
+            "ens_scratch": {
+                "train": train(15, 0.1, label_smoothing=0.1),
+                "resources": {"num_cpus": 2, "num_gpus": 0.25},
+            },
         },
         "pgd": {"steps": 10},
+        "ensemble_size": 16,
     },
     "cpu": {
         "description": "The paper's 154-model structure for a 2-core CPU: width 0.25 (16 "
@@ -342,8 +423,13 @@ PROFILES: dict[str, dict[str, Any]] = {
             # 1.5 epochs over the 40k queries left Knockoff students at 0.51-0.57, one below
             # its 0.54 floor (bench_build_cpu.md of 2026-11-30).
             "knockoff": {"train": train(2.5, 0.2, crop_padding=2)},
+            # Generation ensembles (never scored, no floors): half the benchmark's schedules.
+            "ens_student": {"train": train(2, 0.2, crop_padding=2)},
+            "ens_knockoff": {"train": train(1.5, 0.2, crop_padding=2)},
+            "ens_scratch": {"train": train(3, 0.2, label_smoothing=0.2, crop_padding=2)},
         },
         "pgd": {"steps": 3},
+        "ensemble_size": 16,
     },
     "smoke": {
         "description": "A dozen tiny models on a few hundred images that exercise every attack, "
@@ -368,7 +454,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def dump(name: str, profile: dict[str, Any]) -> None:
     rows = smoke_catalog() if name == "smoke" else full_catalog(profile["pgd"])
-    header = {k: v for k, v in profile.items() if k != "pgd"}
+    ensembles = ensemble_catalog(profile["ensemble_size"]) if "ensemble_size" in profile else []
+    header = {k: v for k, v in profile.items() if k not in ("pgd", "ensemble_size")}
     lines = [
         f"# FingerBench catalog, profile `{name}`: every model as one row (see",
         "# nf_dist/bench/catalog.py for the fields). Rows with a parent and no arch keep the",
@@ -379,6 +466,15 @@ def dump(name: str, profile: dict[str, Any]) -> None:
     for row in rows:
         flow = yaml.safe_dump(row, default_flow_style=True, sort_keys=False, width=400).strip()
         lines.append(f"  - {flow}")
+    if ensembles:
+        lines += [
+            "# Generation-only ensembles: surrogates of the source (positive) and references",
+            "# (negative), built by the same build, never scored, without floors.",
+            "ensembles:",
+        ]
+        for row in ensembles:
+            flow = yaml.safe_dump(row, default_flow_style=True, sort_keys=False, width=400)
+            lines.append(f"  - {flow.strip()}")
     (OUT / f"{name}.yaml").write_text("\n".join(lines) + "\n")
 
 

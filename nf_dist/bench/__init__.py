@@ -25,10 +25,17 @@ class Benchmark:
     uri: str
     manifest: pa.Table
 
-    def ids(self, role: str | None = None) -> list[str]:
-        """Model ids, optionally of one role (``positive`` or ``negative``)."""
+    def ids(self, role: str | None = None, section: str | None = "bench") -> list[str]:
+        """Model ids, optionally of one role (``positive`` or ``negative``), of the benchmark
+        (the default: what evaluations score), the generation-only ``ensemble`` models, or
+        both (``section=None``)."""
         rows = self.manifest.to_pylist()
-        return [r["id"] for r in rows if role is None or r["role"] == role]
+        return [
+            r["id"]
+            for r in rows
+            if (role is None or r["role"] == role)
+            and (section is None or (r.get("section") or "bench") == section)
+        ]
 
     def row(self, model_id: str) -> dict[str, Any]:
         """The manifest row of a model."""

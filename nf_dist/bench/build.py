@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +40,7 @@ from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, NfDistError
 from nf_dist.hardware import cpu_facts, resolve_precision
 from nf_dist.models.checkpoint import load_classifier, save_classifier
-from nf_dist.models.inference import accuracy
+from nf_dist.models.inference import accuracy, predict
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
 from nf_dist.storage.uri import absolute_uri, read_bytes, write_bytes_atomic
 from nf_dist.telemetry import metrics
@@ -100,7 +101,7 @@ def row_key(model: ZooModel) -> str:
 
 def task_graph(profile: Profile, only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The tasks a build would run, parents first, with their resource asks (``--dry-run``)."""
-    wanted = _with_ancestors(profile, only) if only else {m.id for m in profile.models}
+    wanted = _with_ancestors(profile, only) if only else {m.id for m in profile.all_models}
     return [
         {
             "id": m.id,
@@ -111,7 +112,7 @@ def task_graph(profile: Profile, only: tuple[str, ...] = ()) -> list[dict[str, A
             "num_cpus": m.num_cpus,
             "num_gpus": m.num_gpus,
         }
-        for m in profile.models
+        for m in profile.all_models
         if m.id in wanted
     ]
 
@@ -211,13 +212,16 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     store.check_writable()
     write_bytes_atomic(
         store.profile_uri,
-        json.dumps({"name": profile.name, "models": profile.plan()}, indent=1).encode(),
+        json.dumps(
+            {"name": profile.name, "models": profile.plan(), "ensembles": profile.ensemble_plan()},
+            indent=1,
+        ).encode(),
     )
     report = BuildReport()
     if config.metrics_port is not None:
         report.metrics_port = metrics.serve_metrics(config.metrics_port)
     wanted = _with_ancestors(profile, config.only) if config.only else None
-    todo = [m for m in profile.models if wanted is None or m.id in wanted]
+    todo = [m for m in profile.all_models if wanted is None or m.id in wanted]
     committed: dict[str, dict[str, Any]] = {}
     for model in todo:  # parents come first, so a stale parent is known before its children
         row = store.verified_row(model.id, model)
@@ -246,12 +250,18 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
         _run_tasks(config, profile, store, pending, committed, report)
     report.rows = [committed[m.id] for m in todo if m.id in committed]
     # Rows of models outside this build (``--only``) still belong in the manifest.
-    outside = [m for m in profile.models if m.id not in committed]
+    outside = [m for m in profile.all_models if m.id not in committed]
     others = _committed_rows(store, outside, committed, report.built)
     manifest = [*others.values(), *committed.values()]
+    ensembles = {m.id for m in profile.ensembles}
+    for row in manifest:
+        row["section"] = "ensemble" if row["id"] in ensembles else "bench"
+    if ensembles:
+        _record_agreement(store, profile, manifest)
     store.write_manifest(manifest)
-    if any(r["id"] == source_id(profile.plan()) for r in manifest):
-        report.floors = check_floors(manifest, profile.floors, profile.floor_exempt)
+    benchmark = [r for r in manifest if r["section"] == "bench"]
+    if any(r["id"] == source_id(profile.plan()) for r in benchmark):
+        report.floors = check_floors(benchmark, profile.floors, profile.floor_exempt)
     for check in report.below_floor:
         logger.warning(
             "%s: test accuracy %.3f is below its floor %.3f (of %s); strengthen its recipe",
@@ -268,6 +278,25 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
             f"(first: {first}: {reason}); re-run the same command to resume"
         )
     return report
+
+
+def _record_agreement(store: BenchStore, profile: Profile, manifest: list[dict[str, Any]]) -> None:
+    """Each ensemble model's test-set agreement with the source (the share of test images both
+    label alike), computed once per committed model and kept in its row: how close a surrogate
+    follows the source, and how far a reference stands from it."""
+    source = source_id(profile.plan())
+    missing = [
+        r for r in manifest if r["section"] == "ensemble" and "agreement_with_source" not in r
+    ]
+    if not missing or source not in {r["id"] for r in manifest}:
+        return
+    test = load_splits(profile.data, with_query=False).test.images
+    reference = predict(load_classifier(store.model_stem(source))[0], test)
+    for row in missing:
+        labels = predict(load_classifier(store.model_stem(row["id"]))[0], test)
+        row["agreement_with_source"] = float(np.mean(labels == reference))
+        store.commit_row({k: v for k, v in row.items() if k != "section"})
+    logger.info("ensembles: agreement with %s recorded for %s", source, [r["id"] for r in missing])
 
 
 def _built_from_parent(

@@ -87,6 +87,7 @@ class ProfileFile:
     arch_epoch_scale: dict[str, float] = field(default_factory=dict)
     recipes: dict[str, Recipe] = field(default_factory=dict)
     models: tuple[CatalogRow, ...] = ()
+    ensembles: tuple[CatalogRow, ...] = ()
     choices: dict[str, Any] = field(default_factory=dict)
     floors: FloorFactors = field(default_factory=FloorFactors)
 
@@ -95,8 +96,13 @@ class ProfileFile:
 class Profile:
     """A resolved benchmark profile: data settings and the models in build order.
 
-    ``floors`` and ``floor_exempt`` (id -> reason) define the accuracy floors
-    (:mod:`nf_dist.bench.floors`).
+    ``models`` are the benchmark (suspects, and the owner's models an evaluation names);
+    ``ensembles`` are generation-only models built by the same build and never scored:
+    surrogates of the source (``positive``: its students, Knockoff students) and references
+    (``negative``: independent models and their students), for methods that optimise against
+    many models (conferrable adversarial examples, NaturalFinger with model dropout).
+    ``floors`` and ``floor_exempt`` (id -> reason) define the benchmark's accuracy floors
+    (:mod:`nf_dist.bench.floors`); ensembles are cheap by design and have none.
     """
 
     name: str
@@ -106,18 +112,28 @@ class Profile:
     choices: dict[str, Any]
     floors: FloorFactors = field(default_factory=FloorFactors)
     floor_exempt: dict[str, str] = field(default_factory=dict)
+    ensembles: tuple[ZooModel, ...] = ()
+
+    @property
+    def all_models(self) -> tuple[ZooModel, ...]:
+        """The benchmark's models, then the ensembles' (parents before children in each)."""
+        return (*self.models, *self.ensembles)
 
     def by_id(self) -> dict[str, ZooModel]:
-        """The models keyed by id."""
-        return {m.id: m for m in self.models}
+        """Every model (benchmark and ensembles) keyed by id."""
+        return {m.id: m for m in self.all_models}
 
     def counts(self) -> dict[str, int]:
         """Models per role."""
         return dict(Counter(m.role for m in self.models))
 
     def plan(self) -> list[dict[str, Any]]:
-        """The resolved catalog as plain rows (``nf-dist bench plan --json``)."""
+        """The resolved benchmark as plain rows (``nf-dist bench plan --json``)."""
         return [to_dict(m) for m in self.models]
+
+    def ensemble_plan(self) -> list[dict[str, Any]]:
+        """The resolved ensembles as plain rows."""
+        return [to_dict(m) for m in self.ensembles]
 
 
 def profile_names() -> list[str]:
@@ -156,14 +172,28 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
 def resolve(spec: ProfileFile) -> Profile:
     """Validate the rows and resolve recipes, widths and inherited architectures."""
     known_archs = set(list_classifiers())
-    rows = {row.id: row for row in spec.models}
-    duplicates = [name for name, n in Counter(r.id for r in spec.models).items() if n > 1]
+    every = (*spec.models, *spec.ensembles)
+    rows = {row.id: row for row in every}
+    duplicates = [name for name, n in Counter(r.id for r in every).items() if n > 1]
     if duplicates:
         raise ConfigError(f"catalog {spec.name}: model id {duplicates[0]!r} appears twice")
-    for row in spec.models:
+    for row in every:
         _check_row(row, rows, spec, known_archs)
+    ensemble_ids = {row.id for row in spec.ensembles}
+    for row in spec.models:
+        if row.parent in ensemble_ids:
+            raise ConfigError(
+                f"catalog {spec.name}, model {row.id!r}: its parent {row.parent!r} is an "
+                "ensemble model; benchmark models derive only from benchmark models"
+            )
+    for row in spec.ensembles:
+        if row.mirror_of is not None or row.floor_exempt:
+            raise ConfigError(
+                f"catalog {spec.name}, ensemble model {row.id!r}: mirror_of and floor_exempt "
+                "belong to benchmark rows (ensembles are never scored and have no floors)"
+            )
     _check_arch_settings(spec, known_archs)
-    order = _build_order(spec.models)
+    order = _build_order(every)
     resolved: dict[str, ZooModel] = {}
     for model_id in order:
         row = rows[model_id]
@@ -194,10 +224,11 @@ def resolve(spec: ProfileFile) -> Profile:
         spec.name,
         spec.description,
         spec.data,
-        tuple(resolved[i] for i in order),
+        tuple(resolved[i] for i in order if i not in ensemble_ids),
         spec.choices,
         spec.floors,
         {row.id: row.floor_reason for row in spec.models if row.floor_exempt},
+        tuple(resolved[i] for i in order if i in ensemble_ids),
     )
 
 

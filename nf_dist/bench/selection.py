@@ -84,7 +84,7 @@ class ModelSelection:
         the benchmark (unknown ids are an error naming them)."""
         if self.bench_uri is None:
             return list(self.positives), list(self.negatives)
-        known = set(load(self.bench_uri).ids())
+        known = set(load(self.bench_uri).ids(section=None))  # ensembles generate too
         missing = [i for i in self.ids if i not in known]
         if missing:
             raise ConfigError(f"{self.bench_uri} has no model {missing[0]!r}; see its manifest")

@@ -62,6 +62,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("host", pa.string()),
         ("cpu_model", pa.string()),  # timings compare only on the same CPU
         ("precision", pa.string()),  # what the row's precision resolved to where it was built
+        ("section", pa.string()),  # "bench" (scored) or "ensemble" (generation only)
+        ("agreement_with_source", pa.float64()),  # ensembles: test-set agreement
         ("attempt", pa.int64()),
         ("nf_dist_version", pa.string()),
         ("row", pa.string()),

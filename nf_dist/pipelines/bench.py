@@ -21,6 +21,11 @@ def plan_lines(profile: Profile) -> list[str]:
     lines = [f"profile {profile.name}: {profile.counts()}"]
     for row in profile.models:
         lines.append(f"  {row.id:<34} {row.role:<9} {row.attack:<12} {row.arch:<16} {row.params}")
+    if profile.ensembles:
+        lines.append(f"ensembles (generation only, never scored): {len(profile.ensembles)}")
+        for row in profile.ensembles:
+            role = "surrogate" if row.role == "positive" else "reference"
+            lines.append(f"  {row.id:<34} {role:<9} {row.attack:<12} {row.arch:<16}")
     return lines
 
 

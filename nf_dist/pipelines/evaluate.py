@@ -142,8 +142,10 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if not config.fingerprints:
         raise ConfigError("evaluate needs at least one fingerprint set (fingerprints: {name: uri})")
     bench = load(config.bench_uri)
-    ids = bench.ids()
-    unknown = sorted(set(config.generation_models + config.validation_models) - set(ids))
+    ids = bench.ids()  # the suspects: the benchmark section, never the generation ensembles
+    unknown = sorted(
+        set(config.generation_models + config.validation_models) - set(bench.ids(section=None))
+    )
     if unknown:
         raise ConfigError(
             f"generation or validation model {unknown[0]!r} is not in {config.bench_uri}"

@@ -123,6 +123,52 @@ def test_a_model_whose_parent_changed_is_rebuilt_with_it(built_local, tmp_path: 
     assert build_bench(_config(uri, profile_overrides=wider)).built == []
 
 
+def test_ensembles_are_built_alongside_and_never_listed_as_suspects(
+    built_local, tmp_path: Path
+) -> None:
+    """A surrogate (a student of the source) and a reference (trained on half b) built by the
+    same build into an existing benchmark: listed in the manifest's ensemble section with their
+    agreement with the source, outside the benchmark's ids and floors."""
+    uri = str(tmp_path / "bench")
+    shutil.copytree(built_local[0], uri)
+    ensembles = {
+        "ensembles": [
+            {
+                "id": "ens-s",
+                "role": "positive",
+                "arch": "vgg13_bn",
+                "attack": "distill",
+                "recipe": "student",
+                "parent": "source",
+                "data_half": "a",
+                "seed": 50,
+            },
+            {
+                "id": "ens-r",
+                "role": "negative",
+                "arch": "resnet18",
+                "attack": "scratch",
+                "recipe": "source",
+                "data_half": "b",
+                "seed": 51,
+            },
+        ]
+    }
+    report = build_bench(_config(uri, profile_overrides=ensembles))
+    assert sorted(report.built) == ["ens-r", "ens-s"] and len(report.skipped) == SMOKE_IDS
+    built = bench.load(uri)
+    assert len(built.ids()) == SMOKE_IDS and not {"ens-s", "ens-r"} & set(built.ids())
+    assert sorted(built.ids(section="ensemble")) == ["ens-r", "ens-s"]
+    assert built.ids("negative", section="ensemble") == ["ens-r"]
+    rows = {r["id"]: r for r in built.manifest.to_pylist()}
+    agreement = {i: rows[i]["agreement_with_source"] for i in ("ens-s", "ens-r")}
+    assert all(0 < v <= 1 for v in agreement.values()), agreement
+    assert rows["source"]["section"] == "bench" and rows["source"]["agreement_with_source"] is None
+    assert not {"ens-s", "ens-r"} & {check.id for check in report.floors}
+    again = build_bench(_config(uri, profile_overrides=ensembles))
+    assert again.built == [] and bench.load(uri).manifest.equals(built.manifest)
+
+
 def test_a_student_from_before_parents_were_recorded_is_rebuilt_with_its_teacher(
     built_local, tmp_path: Path
 ) -> None:

@@ -63,8 +63,66 @@ def test_build_order_puts_parents_first() -> None:
 
 def test_paper_profile_asks_for_gpus_and_the_cpu_profile_does_not() -> None:
     paper = task_graph(load_profile("paper"))
-    assert len(paper) == 154 and all(t["num_gpus"] > 0 for t in paper)
+    # the 154 benchmark models and the 16 + 16 generation ensembles
+    assert len(paper) == 154 + 32 and all(t["num_gpus"] > 0 for t in paper)
     assert all(t["num_gpus"] == 0 for t in task_graph(load_profile("cpu")))
+
+
+@pytest.mark.parametrize("name", ["cpu", "paper"])
+def test_the_ensembles_are_16_surrogates_and_16_references_outside_the_benchmark(
+    name: str,
+) -> None:
+    profile = load_profile(name)
+    assert len(profile.models) == 154
+    surrogates = [m for m in profile.ensembles if m.role == "positive"]
+    references = [m for m in profile.ensembles if m.role == "negative"]
+    assert len(surrogates) == len(references) == 16
+    assert {m.attack for m in surrogates} == {"distill", "knockoff"}
+    assert all(m.parent == "source" and m.data_half == "a" for m in surrogates)
+    reference_ids = {m.id for m in references}
+    assert all(m.data_half == "b" and m.parent in (None, *reference_ids) for m in references)
+    assert len({m.arch for m in profile.ensembles}) >= 6, "varied architectures"
+    assert not {m.id for m in profile.ensembles} & {m.id for m in profile.models}
+
+
+def test_ensemble_rows_are_checked_like_benchmark_rows(tmp_path: Path) -> None:
+    source = {
+        "id": "source",
+        "role": "positive",
+        "arch": "resnet18",
+        "attack": "scratch",
+        "recipe": "source",
+        "data_half": "a",
+        "seed": 0,
+    }
+    surrogate = {
+        "id": "ens",
+        "role": "positive",
+        "arch": "vgg13_bn",
+        "attack": "distill",
+        "recipe": "student",
+        "parent": "source",
+        "seed": 1,
+    }
+    child = {
+        "id": "child",
+        "role": "positive",
+        "attack": "finetune",
+        "recipe": "finetune",
+        "parent": "ens",
+        "seed": 2,
+    }
+    with pytest.raises(ConfigError, match="parent 'ens' is an ensemble model"):
+        load_profile(_write_catalog(tmp_path, [source, child], ensembles=[surrogate]))
+    with pytest.raises(ConfigError, match="model id 'source' appears twice"):
+        load_profile(_write_catalog(tmp_path, [source], ensembles=[{**surrogate, "id": "source"}]))
+    mirror = {**surrogate, "role": "negative", "mirror_of": "source"}
+    with pytest.raises(ConfigError, match="mirror_of and floor_exempt belong to benchmark rows"):
+        load_profile(_write_catalog(tmp_path, [source], ensembles=[mirror]))
+    profile = load_profile(_write_catalog(tmp_path, [source], ensembles=[surrogate]))
+    assert [m.id for m in profile.ensembles] == ["ens"] and [m.id for m in profile.models] == [
+        "source"
+    ]
 
 
 def test_smoke_profile_exercises_every_attack() -> None:
@@ -176,7 +234,7 @@ def test_plan_json_lists_every_model(capsys: pytest.CaptureFixture[str]) -> None
 def test_dry_run_prints_the_task_graph(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "build", "--profile", "paper", "--dry-run"]) == 0
     graph = json.loads(capsys.readouterr().out)
-    assert len(graph["tasks"]) == 154
+    assert len(graph["tasks"]) == 154 + 32  # the benchmark and the generation ensembles
     source = next(t for t in graph["tasks"] if t["id"] == "source")
     assert source["num_gpus"] == 1 and source["after"] is None
 
