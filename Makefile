@@ -9,7 +9,7 @@ LOCK   := requirements.lock
 
 .PHONY: setup run test lint typecheck lockcheck unit slow lock device-check clean
 
-# uv installs the same pinned lock in parallel (benchmarks/results/quickstart.md: 86 s cold with
+# uv installs the same pinned lock in parallel (benchmarks/quickstart/results/quickstart.md: 86 s cold with
 # bytecode, against pip's 4 min 11 s on a 2-core machine); pip stays the fallback where uv is not served. Bytecode is
 # compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set, every process (each Ray
 # worker) would otherwise compile torch and Ray from source at import, and the suite ran 25% slower.
@@ -51,9 +51,9 @@ test: lint typecheck lockcheck unit
 slow: setup
 	$(BIN)/python -m pytest -m slow -q
 
-# The GPU path, measured on a lent device (benchmarks/device_check.py; --smoke on a CPU).
+# The GPU path, measured on a lent device (benchmarks/device_check/run.py; --smoke on a CPU).
 device-check: setup
-	$(BIN)/python -m benchmarks.device_check
+	$(BIN)/python -m benchmarks.device_check.run
 
 # Refresh the lock: a fresh environment from pyproject.toml alone, frozen.
 lock:

@@ -33,7 +33,8 @@ ARCHS = [
     "xception",
 ]
 # bf16 autocast measured slower than fp32 for these (depthwise or tiny convolutions) even on an
-# AVX512-BF16 CPU (benchmarks/results/bench_build_cpu.md), so they stay fp32 wherever they run;
+# AVX512-BF16 CPU (benchmarks/bench_build/results/bench_build_cpu.md), so they stay fp32 wherever
+# they run;
 # every other architecture trains at `auto` (bf16 only where the hardware runs it natively).
 FP32_ARCHS = ["efficientnet_b0", "mobilenet_v2", "shufflenet_v2", "squeezenet"]
 FINETUNE_MODES = ["ftll", "ftal", "rtll", "rtal"]
@@ -386,8 +387,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data": {"query_uri": "../shared/data/tinyimagenet/train.parquet", "query_size": 40000},
         "width": 0.25,
         "stem_stride": 2,
-        # Measured (benchmarks/results/bench_build_cpu.md): at width 0.25 and a stride-2 stem,
-        # MobileNetV2, EfficientNet, ShuffleNet and SqueezeNet distil to 43-59% in 4 epochs.
+        # Measured (benchmarks/bench_build/results/bench_build_cpu.md): at width 0.25 and a
+        # stride-2 stem, MobileNetV2, EfficientNet, ShuffleNet and SqueezeNet distil to 43-59% in
+        # 4 epochs.
         # Inception-v3 at a stride-2 stem runs its modules at 8, 4 and 2 pixels and reached 0.465
         # from scratch (bench_build_cpu.md as of 2026-11-30, below the 0.655 floor); at a stride-1
         # stem, width 0.125 and 1.5x epochs it reaches 0.698 (bench_build_cpu.md). Short probes

@@ -1,5 +1,5 @@
 """One suspect deployed the ways people deploy classifiers, on loopback, for the protocol
-benchmark (``benchmarks/verify_protocols.py``) and its tests:
+benchmark (``benchmarks/verify_protocols/run.py``) and its tests:
 
 - ``nf-dist serve`` (protocol ``nfdist``),
 - KServe's Python model server, V1 and Open Inference Protocol V2 REST (:mod:`.kserve_suspect`),

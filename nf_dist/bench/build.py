@@ -24,13 +24,13 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import ray
 import torch
 from tqdm.auto import tqdm
 
 from nf_dist import __version__
 from nf_dist.bench.catalog import Profile, load_profile
+from nf_dist.bench.ensembles import mark_ensembles
 from nf_dist.bench.floors import FloorCheck, check_floors, source_id
 from nf_dist.bench.store import BenchStore
 from nf_dist.bench.zoo import ZooModel, build_model
@@ -40,7 +40,7 @@ from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, NfDistError
 from nf_dist.hardware import cpu_facts, resolve_precision
 from nf_dist.models.checkpoint import load_classifier, save_classifier
-from nf_dist.models.inference import accuracy, predict
+from nf_dist.models.inference import accuracy
 from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
 from nf_dist.storage.uri import absolute_uri, read_bytes, write_bytes_atomic
 from nf_dist.telemetry import metrics
@@ -212,10 +212,7 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     store.check_writable()
     write_bytes_atomic(
         store.profile_uri,
-        json.dumps(
-            {"name": profile.name, "models": profile.plan(), "ensembles": profile.ensemble_plan()},
-            indent=1,
-        ).encode(),
+        json.dumps({"name": profile.name, **profile.plans()}, indent=1).encode(),
     )
     report = BuildReport()
     if config.metrics_port is not None:
@@ -253,11 +250,7 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     outside = [m for m in profile.all_models if m.id not in committed]
     others = _committed_rows(store, outside, committed, report.built)
     manifest = [*others.values(), *committed.values()]
-    ensembles = {m.id for m in profile.ensembles}
-    for row in manifest:
-        row["section"] = "ensemble" if row["id"] in ensembles else "bench"
-    if ensembles:
-        _record_agreement(store, profile, manifest)
+    mark_ensembles(store, profile, manifest)
     store.write_manifest(manifest)
     benchmark = [r for r in manifest if r["section"] == "bench"]
     if any(r["id"] == source_id(profile.plan()) for r in benchmark):
@@ -278,25 +271,6 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
             f"(first: {first}: {reason}); re-run the same command to resume"
         )
     return report
-
-
-def _record_agreement(store: BenchStore, profile: Profile, manifest: list[dict[str, Any]]) -> None:
-    """Each ensemble model's test-set agreement with the source (the share of test images both
-    label alike), computed once per committed model and kept in its row: how close a surrogate
-    follows the source, and how far a reference stands from it."""
-    source = source_id(profile.plan())
-    missing = [
-        r for r in manifest if r["section"] == "ensemble" and "agreement_with_source" not in r
-    ]
-    if not missing or source not in {r["id"] for r in manifest}:
-        return
-    test = load_splits(profile.data, with_query=False).test.images
-    reference = predict(load_classifier(store.model_stem(source))[0], test)
-    for row in missing:
-        labels = predict(load_classifier(store.model_stem(row["id"]))[0], test)
-        row["agreement_with_source"] = float(np.mean(labels == reference))
-        store.commit_row({k: v for k, v in row.items() if k != "section"})
-    logger.info("ensembles: agreement with %s recorded for %s", source, [r["id"] for r in missing])
 
 
 def _built_from_parent(

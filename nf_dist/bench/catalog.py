@@ -131,9 +131,9 @@ class Profile:
         """The resolved benchmark as plain rows (``nf-dist bench plan --json``)."""
         return [to_dict(m) for m in self.models]
 
-    def ensemble_plan(self) -> list[dict[str, Any]]:
-        """The resolved ensembles as plain rows."""
-        return [to_dict(m) for m in self.ensembles]
+    def plans(self) -> dict[str, list[dict[str, Any]]]:
+        """The resolved benchmark and ensembles as plain rows (the build's ``profile.json``)."""
+        return {"models": self.plan(), "ensembles": [to_dict(m) for m in self.ensembles]}
 
 
 def profile_names() -> list[str]:

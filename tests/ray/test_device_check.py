@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.device_check import run
+from benchmarks.device_check.run import run
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 

@@ -1,4 +1,4 @@
-"""The HTTP verification benchmark (``benchmarks/verify_http.py``) on the smoke FingerBench: a
+"""The HTTP verification benchmark (``benchmarks/verify_http/run.py``) on the smoke FingerBench: a
 served suspect's queries per second, and verdicts calibrated on validation negatives only whose
 false-positive rate on the held-out negatives stays where the nominal rate puts it."""
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.verify_http import RESULTS, main
+from benchmarks.verify_http.run import RESULTS, main
 from nf_dist.bench import load
 from nf_dist.bench.selection import ModelSelection
 from nf_dist.data import load_dataset

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.verify_http import VerifyHttpConfig
+from benchmarks.verify_http.run import VerifyHttpConfig
 from nf_dist.config import from_dict, load_config
 from nf_dist.errors import ConfigError
 
-SHIPPED = Path(__file__).resolve().parents[2] / "benchmarks" / "configs" / "verify_http_cpu.yaml"
+SHIPPED = Path(__file__).resolve().parents[2] / "benchmarks" / "verify_http" / "cpu.yaml"
 
 
 def test_the_shipped_config_loads() -> None:

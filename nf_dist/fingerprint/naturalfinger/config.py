@@ -79,7 +79,7 @@ class NaturalFingerConfig:
         initial_labels: ``off_class`` keeps only candidates the positives label other than the
             class the generator drew them as: the owner's lineage's own mistake on a natural
             image, which independent models share less often than the image's own class
-            (paper: ``any``; benchmarks/results/quickstart_uniqueness.md).
+            (paper: ``any``; benchmarks/quickstart/results/quickstart_uniqueness.md).
         negative_objective: ``adversarial`` pushes negatives onto y_adv (the paper);
             ``away`` pushes them off y_orig (CW margin of y_orig over the best other class),
             which is what verification tests.

@@ -5,10 +5,11 @@ G(z) when the step asks for it, and returns the gradient of their losses with re
 latents; the optimisation loop (:mod:`.optimise`) only steps. Both terms go through one pass of
 the generator, which costs more than the step's eight classifiers: computing G(z) once for both
 took the quickstart's fingerprint stage from 452-489 s to 297 s
-(``benchmarks/results/quickstart_models.json``, ``speed_session_3``). :class:`LocalModelGradients`
-holds every model in this process; the sharded Ray engine (``nf_dist.distributed.sharded``)
-splits the same sums across actors and must agree with it. Both are context managers: leaving
-the block releases what the engine holds (Ray actors, their CPUs and GPUs).
+(``benchmarks/quickstart/results/quickstart_models.json``, ``speed_session_3``).
+:class:`LocalModelGradients` holds every model in this process; the sharded Ray engine
+(``nf_dist.distributed.sharded``) splits the same sums across actors and must agree with it.
+Both are context managers: leaving the block releases what the engine holds (Ray actors, their
+CPUs and GPUs).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def channels_last(module: nn.Module) -> nn.Module:
     """The module with its convolution weights in channels-last layout, in place. oneDNN (CPU)
     and cuDNN (GPU, bf16) convolve faster in it: on 2 CPU cores the quickstart's fingerprint
     stage took 146 s instead of 297 s and kept the same fingerprints
-    (``benchmarks/results/quickstart_models.json``, ``speed_session_3``)."""
+    (``benchmarks/quickstart/results/quickstart_models.json``, ``speed_session_3``)."""
     return module.to(memory_format=torch.channels_last)
 
 
