@@ -191,6 +191,30 @@ def ensemble_catalog(size: int) -> list[dict[str, Any]]:
     return rows
 
 
+#: The reduced FingerBench of the quality trend (issue 27): 20 positives and 20 negatives, every
+#: attack and role of the full catalog represented, mirrors of each attack kind among them.
+REDUCED_IDS = [
+    # positives: the source, fine-tuning, pruning, noise, adversarial training, students
+    "source", "ftll", "ftal", "rtll", "rtal", "prune-0.3", "prune-0.6", "prune-0.9",
+    "noise-2", "noise-5", "noise-8", "adv-0.2", "adv-0.5", "adv-0.8",
+    "distill-resnet34", "distill-vgg13_bn", "distill-googlenet",
+    "knockoff-resnet34", "knockoff-vgg13_bn", "knockoff-googlenet",
+    # negatives: mirrors of each attack kind, independent models and their students
+    "mirror-source", "mirror-ftll", "mirror-ftal", "mirror-prune-0.6", "mirror-noise-5",
+    "mirror-adv-0.5", "mirror-distill-resnet34", "mirror-knockoff-vgg13_bn",
+    "indep-resnet34", "indep-vgg13_bn", "indep-vgg16_bn", "indep-googlenet", "indep-densenet_bc",
+    "indep-mobilenet_v2", "indep-resnet34-distilled", "indep-vgg13_bn-distilled",
+    "indep-vgg16_bn-distilled", "indep-googlenet-distilled", "indep-densenet_bc-distilled",
+    "indep-mobilenet_v2-distilled",
+]  # fmt: skip
+
+
+def reduced_catalog(pgd: dict[str, Any]) -> list[dict[str, Any]]:
+    """The full catalog's rows named in REDUCED_IDS, in the full catalog's order."""
+    wanted = set(REDUCED_IDS)
+    return [row for row in full_catalog(pgd) if row["id"] in wanted]
+
+
 def smoke_catalog() -> list[dict[str, Any]]:
     """A dozen tiny models that exercise every attack, a mirror pair and an independent pair."""
     pgd = {"steps": 2}
@@ -454,10 +478,25 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+PROFILES["cpu40"] = {
+    **PROFILES["cpu"],
+    "description": "The quality trend's reduced FingerBench at the cpu profile's quality: 40 of "
+    "its 154 rows (20 positives, 20 negatives; every attack and role, mirrors of each attack "
+    "kind), the same recipes, and 8 + 8 generation ensembles.",
+    "reduced": True,
+    "ensemble_size": 8,
+}
+
+
 def dump(name: str, profile: dict[str, Any]) -> None:
-    rows = smoke_catalog() if name == "smoke" else full_catalog(profile["pgd"])
+    if name == "smoke":
+        rows = smoke_catalog()
+    elif profile.get("reduced"):
+        rows = reduced_catalog(profile["pgd"])
+    else:
+        rows = full_catalog(profile["pgd"])
     ensembles = ensemble_catalog(profile["ensemble_size"]) if "ensemble_size" in profile else []
-    header = {k: v for k, v in profile.items() if k not in ("pgd", "ensemble_size")}
+    header = {k: v for k, v in profile.items() if k not in ("pgd", "ensemble_size", "reduced")}
     lines = [
         f"# FingerBench catalog, profile `{name}`: every model as one row (see",
         "# nf_dist/bench/catalog.py for the fields). Rows with a parent and no arch keep the",

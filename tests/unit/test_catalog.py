@@ -85,6 +85,19 @@ def test_the_ensembles_are_16_surrogates_and_16_references_outside_the_benchmark
     assert not {m.id for m in profile.ensembles} & {m.id for m in profile.models}
 
 
+def test_the_reduced_bench_keeps_every_attack_and_role_with_the_cpu_rows() -> None:
+    from nf_dist.bench.attacks import ATTACKS
+
+    reduced, full = load_profile("cpu40"), load_profile("cpu")
+    assert len(reduced.models) == 40 and reduced.counts() == {"positive": 20, "negative": 20}
+    assert {m.attack for m in reduced.models} == set(ATTACKS.names())
+    rows = full.by_id()
+    assert all(m == rows[m.id] for m in reduced.models), "the cpu profile's rows, unchanged"
+    mirrored = {rows[m.mirror_of].attack for m in reduced.models if m.mirror_of}
+    assert mirrored == {m.attack for m in reduced.models if m.role == "positive"}
+    assert len(reduced.ensembles) == 16
+
+
 def test_ensemble_rows_are_checked_like_benchmark_rows(tmp_path: Path) -> None:
     source = {
         "id": "source",

@@ -117,3 +117,25 @@ def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
         assert getattr(ablation.fingerprint, key) == (
             tuple(value) if isinstance(value, list) else value
         ), key
+
+
+def test_the_trend_experiment_names_its_profiles_models_and_valid_sets() -> None:
+    """The quality trend's experiment generates from the cpu40 profile's ensembles only, scores
+    validation suspects of its benchmark section, and every set's settings load."""
+    from nf_dist.bench.catalog import load_profile
+    from nf_dist.fingerprint.methods import METHODS
+    from nf_dist.pipelines.experiment import ExperimentConfig
+
+    jobs = Path(__file__).resolve().parents[2] / "jobs" / "configs"
+    config = load_config(ExperimentConfig, jobs / "trend_cpu40.yaml")
+    profile = load_profile("cpu40")
+    surrogates = {m.id for m in profile.ensembles if m.role == "positive"}
+    references = {m.id for m in profile.ensembles if m.role == "negative"}
+    assert config.models.positives[0] == "source"
+    assert set(config.models.positives[1:]) == surrogates
+    assert set(config.models.negatives) == references
+    bench = {m.id for m in profile.models}
+    assert set(config.validation_models) < bench - {"source"}
+    for name, spec in config.sets.items():
+        from_dict(METHODS.get(spec.method).config_class, spec.config, where=name)
+    assert {spec.method for spec in config.sets.values()} >= {"naturalfinger", "cae", "akh"}

@@ -1,0 +1,153 @@
+"""Benchmark: how NaturalFinger's margin over the baselines moves with model quality.
+
+Usage (from the project root, after the two experiments of ``jobs/configs/trend_cpu40.yaml``):
+    .venv/bin/python -m benchmarks.quality_trend.run \\
+        --level cpu=runs/experiments/trend_cpu40 --level hq=runs/experiments/trend_cpu40_hq
+
+Per level (an experiment's output folder): the benchmark it ran on, its source's test accuracy,
+the test-set agreement of its distilled and Knockoff students with the source, and per set the
+held-out ARUC with its 95% interval, the bound the mean rates put on it (``aruc_bound``), ROC AUC
+and TPR at 1% FPR. ``ours`` is the NaturalFinger set with the highest *validation* ARUC (the rule
+the experiment config states); held-out numbers are reported, never used to choose. Writes
+``results/quality_trend.{json,md,png}`` with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchmarks.common import machine  # noqa: E402
+from nf_dist.bench import load  # noqa: E402
+from nf_dist.data import DataConfig, load_splits  # noqa: E402
+from nf_dist.models.inference import predict  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+STUDENT_ATTACKS = ("distill", "knockoff")
+
+
+def choose_ours(methods: dict[str, Any], candidates: list[str] | None = None) -> str:
+    """The NaturalFinger set (of ``candidates``, default every one) with the highest validation
+    ARUC (ties: the first by name)."""
+    candidates = sorted(candidates or [n for n in methods if n.startswith("naturalfinger")])
+    if not candidates:
+        raise ValueError("the experiment has no NaturalFinger set")
+    return max(candidates, key=lambda name: methods[name]["validation"]["aruc"])
+
+
+def level_row(
+    metrics: dict[str, Any],
+    source_accuracy: float,
+    agreement: dict[str, float],
+    candidates: list[str] | None = None,
+) -> dict:
+    """One level's summary from an experiment's ``metrics.json`` and its benchmark's facts."""
+    methods = metrics["methods"]
+    ours = choose_ours(methods, candidates)
+    sets = {
+        name: {
+            key: result["heldout"][key]
+            for key in ("aruc", "aruc_ci95", "aruc_bound", "roc_auc", "tpr_at_1pct_fpr")
+        }
+        | {"validation_aruc": result["validation"]["aruc"]}
+        for name, result in methods.items()
+    }
+    baselines = {n: s for n, s in sets.items() if not n.startswith("naturalfinger")}
+    best_baseline = max(baselines, key=lambda n: baselines[n]["aruc"]) if baselines else None
+    return {
+        "bench_uri": metrics["bench_uri"],
+        "source_test_accuracy": source_accuracy,
+        "student_agreement": agreement,
+        "mean_student_agreement": sum(agreement.values()) / len(agreement) if agreement else None,
+        "ours": ours,
+        "best_baseline": best_baseline,
+        "ours_interval_above_every_baseline": best_baseline is None
+        or sets[ours]["aruc_ci95"][0] > sets[best_baseline]["aruc"],
+        "sets": sets,
+    }
+
+
+def bench_facts(bench_uri: str) -> tuple[float, dict[str, float]]:
+    """The source's test accuracy and each student suspect's test-set agreement with it."""
+    bench = load(bench_uri)
+    test = load_splits(DataConfig(), with_query=False).test.images
+    reference = predict(bench.model("source"), test)
+    students = [i for i in bench.ids("positive") if bench.row(i)["attack"] in STUDENT_ATTACKS]
+    agreement = {i: float((predict(bench.model(i), test) == reference).mean()) for i in students}
+    return float(bench.row("source")["test_accuracy"]), agreement
+
+
+def plot(levels: dict[str, dict], path: Path) -> None:
+    names = sorted({name for level in levels.values() for name in level["sets"]})
+    order = sorted(levels, key=lambda k: levels[k]["source_test_accuracy"])
+    xs = [levels[k]["source_test_accuracy"] for k in order]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name in names:
+        ys = [levels[k]["sets"].get(name, {}).get("aruc") for k in order]
+        if None in ys:
+            continue
+        axis.plot(xs, ys, marker="o", label=name)
+    axis.set_xlabel("source test accuracy")
+    axis.set_ylabel("held-out ARUC")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = ["# The quality trend: held-out ARUC at two model-quality levels", ""]
+    lines += [f"Command: `{record['command']}`", f"Machine: {record['machine']['cpu_model']}", ""]
+    for name, level in record["levels"].items():
+        lines.append(
+            f"## {name}: source test accuracy {level['source_test_accuracy']:.3f}, students' "
+            f"mean test-set agreement with it {level['mean_student_agreement'] or 0:.3f}"
+        )
+        lines += ["", "| set | held-out ARUC [95%] | bound | ROC AUC | TPR@1% | validation ARUC |"]
+        lines.append("|---|---|---|---|---|---|")
+        for set_name, s in sorted(level["sets"].items()):
+            mark = " (ours)" if set_name == level["ours"] else ""
+            low, high = s["aruc_ci95"]
+            lines.append(
+                f"| {set_name}{mark} | {s['aruc']:.3f} [{low:.3f}, {high:.3f}] | "
+                f"{s['aruc_bound']:.3f} | {s['roc_auc']:.3f} | {s['tpr_at_1pct_fpr']:.2f} | "
+                f"{s['validation_aruc']:.3f} |"
+            )
+        verdict = "above" if level["ours_interval_above_every_baseline"] else "not above"
+        lines += ["", f"Ours' interval is {verdict} every baseline's point estimate.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--level", action="append", required=True, metavar="NAME=EXPERIMENT_DIR")
+    args = parser.parse_args(argv)
+    levels = {}
+    for spec in args.level:
+        name, _, folder = spec.partition("=")
+        metrics = json.loads((Path(folder) / "evaluation" / "metrics.json").read_text())
+        levels[name] = level_row(metrics, *bench_facts(metrics["bench_uri"]))
+    record = {
+        "command": "python -m benchmarks.quality_trend.run "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "levels": levels,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "quality_trend.json").write_text(json.dumps(record, indent=2))
+    (RESULTS / "quality_trend.md").write_text(markdown(record))
+    plot(levels, RESULTS / "quality_trend.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

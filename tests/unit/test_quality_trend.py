@@ -1,0 +1,43 @@
+"""The quality trend's summary on the recorded cpu experiment: the validation rule picks the
+recorded `ours`, and its held-out numbers are the ones the project reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.quality_trend.run import choose_ours, level_row, markdown, plot
+
+RECORDED = Path(__file__).resolve().parents[2] / "benchmarks" / "cpu_experiment" / "results"
+
+
+@pytest.fixture(scope="module")
+def metrics() -> dict:
+    return json.loads((RECORDED / "experiment" / "metrics.json").read_text())
+
+
+def test_the_validation_rule_picks_the_recorded_choice(metrics: dict) -> None:
+    # the recorded experiment chose among its variants, not its seed and GAN replicates
+    variants = [n for n in metrics["methods"] if n.startswith("naturalfinger") and "seed" not in n]
+    variants = [n for n in variants if "sagan" not in n]
+    assert choose_ours(metrics["methods"], variants) == "naturalfinger-offclass-margin-500-nod"
+    with pytest.raises(ValueError, match="no NaturalFinger set"):
+        choose_ours({"akh": metrics["methods"]["akh"]})
+
+
+def test_a_level_reports_ours_against_the_best_baseline(metrics: dict, tmp_path: Path) -> None:
+    variants = ["naturalfinger", "naturalfinger-offclass-margin-500-nod"]
+    level = level_row(metrics, 0.77, {"distill-a": 0.7, "knockoff-b": 0.8}, variants)
+    ours = level["sets"][level["ours"]]
+    assert ours["aruc"] == pytest.approx(0.680, abs=5e-4)  # the project's reported 0.680
+    assert level["best_baseline"] == "metafinger"
+    assert level["sets"]["metafinger"]["aruc"] == pytest.approx(0.619, abs=5e-4)
+    # [0.621, 0.733] lies above MetaFinger's 0.619, barely
+    assert level["ours_interval_above_every_baseline"] is True
+    assert level["mean_student_agreement"] == pytest.approx(0.75)
+    record = {"command": "x", "machine": {"cpu_model": "cpu"}, "levels": {"cpu": level}}
+    assert "naturalfinger-offclass-margin-500-nod (ours)" in markdown(record)
+    plot({"cpu": level, "hq": {**level, "source_test_accuracy": 0.86}}, tmp_path / "trend.png")
+    assert (tmp_path / "trend.png").stat().st_size > 1000
