@@ -96,6 +96,12 @@ def test_the_reduced_bench_keeps_every_attack_and_role_with_the_cpu_rows() -> No
     mirrored = {rows[m.mirror_of].attack for m in reduced.models if m.mirror_of}
     assert mirrored == {m.attack for m in reduced.models if m.role == "positive"}
     assert len(reduced.ensembles) == 16
+    higher = load_profile("cpu40_hq")
+    assert [m.id for m in higher.all_models] == [m.id for m in reduced.all_models]
+    assert {m.stem_stride for m in higher.models} == {1}
+    source = higher.by_id()["source"]
+    assert source.train.epochs == pytest.approx(2.4 * rows["source"].train.epochs)  # the probe's 24
+    assert higher.by_id()["ftll"].train == reduced.by_id()["ftll"].train  # derived rows unchanged
 
 
 def test_ensemble_rows_are_checked_like_benchmark_rows(tmp_path: Path) -> None:
