@@ -491,8 +491,8 @@ PROFILES["cpu40"] = {
 # The higher quality level: the same 40 rows at a stride-1 stem (4x the spatial work), every
 # schedule that trains from scratch or distils 2.4x longer, as the source's 10 -> 24 epochs
 # (benchmarks/quality_trend/results/probe.md: ResNet18 at width 0.25 and a stride-1 stem reached
-# 0.824 in 12 epochs and 0.838 in 24 on this machine, short of the 0.85 asked; width 0.5 is the
-# next step, about 4x the work per epoch, not probed yet).
+# 0.824 in 12 epochs and 0.838 in 24 on this machine, short of the 0.85 asked; width 0.5 at the
+# stride-2 stem reached 0.836 in 24; width 0.5 at a stride-1 stem, ~4x the work, not probed).
 _HQ_SCALE = 2.4
 _HQ_SCALED = (
     "source",
