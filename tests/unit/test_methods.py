@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from nf_dist.data import load_dataset
+from nf_dist.fingerprint.ensembles import conferrability
 from nf_dist.fingerprint.methods import METHODS, FingerprintContext
 from nf_dist.fingerprint.methods.akh import AkhConfig
-from nf_dist.fingerprint.methods.cae import CaeConfig, conferrability, ensemble_scores
+from nf_dist.fingerprint.methods.cae import CaeConfig, ensemble_scores
 from nf_dist.fingerprint.methods.ipguard import ipguard_loss
 from nf_dist.models.inference import predict
 

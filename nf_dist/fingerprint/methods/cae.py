@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from nf_dist.data.augment import to_input
 from nf_dist.errors import ConfigError, FingerprintError
+from nf_dist.fingerprint.ensembles import conferrability, dropout_subset
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.methods.base import (
     METHODS,
@@ -88,21 +89,6 @@ def ensemble_scores(surrogates: torch.Tensor, references: torch.Tensor) -> torch
     """``E_c = mean_s p_s,c * (1 - mean_r p_r,c)``: ``(S, N, C)`` and ``(R, N, C)`` softmax
     outputs -> ``(N, C)``."""
     return surrogates.mean(0) * (1 - references.mean(0))
-
-
-def conferrability(
-    source_labels: np.ndarray, surrogate_labels: np.ndarray, reference_labels: np.ndarray
-) -> np.ndarray:
-    """Per example, the share of surrogates giving the source's label times one minus the share
-    of references giving it; labels ``(N,)``, ``(S, N)``, ``(R, N)`` -> ``(N,)`` in [0, 1]."""
-    transfer = (surrogate_labels == source_labels).mean(0)
-    return transfer * (1 - (reference_labels == source_labels).mean(0))  # type: ignore[no-any-return]
-
-
-def _kept(count: int, dropout: float, rng: np.random.Generator) -> list[int]:
-    """Indices of the models a step uses: each stays with chance 1 - dropout, one at least."""
-    kept = [i for i in range(count) if rng.random() >= dropout]
-    return kept or [int(rng.integers(count))]
 
 
 @METHODS.register("cae")
@@ -186,12 +172,10 @@ class ConferrableAdversarialExamples(FingerprintMethod):
         for _ in range(config.steps):
             x = (x0 + delta).clamp(0, 1)
             logits = source(x)
-            p_s = torch.stack(
-                [surrogates[i](x).softmax(1) for i in _kept(len(surrogates), config.dropout, rng)]
-            )  # (S', N, C)
-            p_r = torch.stack(
-                [references[i](x).softmax(1) for i in _kept(len(references), config.dropout, rng)]
-            )  # (R', N, C)
+            kept_s = dropout_subset(len(surrogates), config.dropout, rng)
+            kept_r = dropout_subset(len(references), config.dropout, rng)
+            p_s = torch.stack([surrogates[i](x).softmax(1) for i in kept_s])  # (S', N, C)
+            p_r = torch.stack([references[i](x).softmax(1) for i in kept_r])  # (R', N, C)
             confer = -torch.log(ensemble_scores(p_s, p_r).max(1).values.clamp_min(1e-12))
             leave = F.cross_entropy(logits, y0, reduction="none")
             follow = F.nll_loss(

@@ -10,6 +10,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 import torch
 
+from nf_dist.fingerprint.ensembles import dropout_subset
 from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.transforms import TRANSFORM_NAMES, TransformSpec, sample_transform
 
@@ -71,8 +72,8 @@ def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig
     if config.model_sampling == "dropout":
         return [
             StepPlan(
-                positives=_kept(num_positive, config.model_dropout, rng),
-                negatives=_kept(num_negative, config.model_dropout, rng),
+                positives=dropout_subset(num_positive, config.model_dropout, rng),
+                negatives=dropout_subset(num_negative, config.model_dropout, rng),
                 transform=sample_transform(rng, names, config.transform_strength),
                 label_seed=int(rng.integers(0, 2**31 - 1)),
             )
@@ -101,11 +102,3 @@ def plan_steps(num_positive: int, num_negative: int, config: NaturalFingerConfig
                 )
             )
     return plans
-
-
-def _kept(count: int, dropout: float, rng: np.random.Generator) -> tuple[int, ...]:
-    """The models one step keeps: each with chance ``1 - dropout``, at least one (drawn)."""
-    kept = np.nonzero(rng.random(count) >= dropout)[0]
-    if len(kept) == 0:
-        kept = rng.integers(count, size=1)
-    return tuple(int(i) for i in kept)

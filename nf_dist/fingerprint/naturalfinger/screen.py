@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nf_dist.fingerprint.ensembles import conferrability
 from nf_dist.fingerprint.fingerprint_set import FingerprintSet, to_uint8
 from nf_dist.fingerprint.naturalfinger.config import NaturalFingerConfig
 from nf_dist.fingerprint.naturalfinger.images import (
@@ -47,12 +48,12 @@ def screen(
     rng = np.random.default_rng(config.seed + 3)
 
     def passes(view: torch.Tensor) -> torch.Tensor:
-        hits = predictions(positives, view, config.batch_size) == y_orig  # (P, N)
+        labels = predictions(positives, view, config.batch_size)  # (P, N)
         answers = predictions(negatives, view, config.batch_size)  # (Q, N)
         if config.screen_rule == "conferrability":
-            score = hits.float().mean(0) * (answers != y_orig).float().mean(0)
-            return score >= config.screen_conferrability - 1e-9
-        ok = hits.all(dim=0)
+            score = conferrability(y_orig.numpy(), labels.numpy(), answers.numpy())
+            return torch.from_numpy(score >= config.screen_conferrability - 1e-9)
+        ok = (labels == y_orig).all(dim=0)
         if config.screen_negatives == "adversarial":
             return ok & (answers == y_adv).all(dim=0)
         return ok & (answers != y_orig).all(dim=0)
