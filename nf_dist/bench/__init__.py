@@ -25,17 +25,18 @@ class Benchmark:
     uri: str
     manifest: pa.Table
 
-    def ids(self, role: str | None = None, section: str | None = "bench") -> list[str]:
-        """Model ids, optionally of one role (``positive`` or ``negative``), of the benchmark
-        (the default: what evaluations score), the generation-only ``ensemble`` models, or
-        both (``section=None``)."""
-        rows = self.manifest.to_pylist()
+    def rows(self, section: str | None = "bench") -> list[dict[str, Any]]:
+        """Manifest rows of the benchmark (the default: the suspects evaluations score), of the
+        generation-only ``ensemble`` models, or of both (``section=None``), in manifest order."""
         return [
-            r["id"]
-            for r in rows
-            if (role is None or r["role"] == role)
-            and (section is None or (r.get("section") or "bench") == section)
+            r
+            for r in self.manifest.to_pylist()
+            if section is None or (r.get("section") or "bench") == section
         ]
+
+    def ids(self, role: str | None = None, section: str | None = "bench") -> list[str]:
+        """Model ids of :meth:`rows`, optionally of one role (``positive`` or ``negative``)."""
+        return [r["id"] for r in self.rows(section) if role is None or r["role"] == role]
 
     def row(self, model_id: str) -> dict[str, Any]:
         """The manifest row of a model."""

@@ -196,7 +196,7 @@ def budget_rows(
     """Per method, budget and split, the metrics on the first B fingerprints' answers; the
     set's own size is always among the budgets (the headline)."""
     # manifest order, as the headline's rows: the bootstrap then resamples alike on any engine
-    roles = {r["id"]: r["role"] for r in bench.manifest.to_pylist()}
+    roles = {r["id"]: r["role"] for r in bench.rows()}
     out = []
     for method, fingerprints in sets.items():
         for budget in sorted({*config.budgets, len(fingerprints)}):
@@ -246,7 +246,7 @@ def _rate_rows(
     config: EvaluateConfig,
 ) -> list[dict[str, Any]]:
     rows = []
-    for row in bench.manifest.to_pylist():
+    for row in bench.rows():
         for method, labels in answers[row["id"]].items():
             rate = matching_rate(labels, sets[method].y_orig)
             rows.append(

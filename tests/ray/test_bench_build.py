@@ -123,38 +123,44 @@ def test_a_model_whose_parent_changed_is_rebuilt_with_it(built_local, tmp_path: 
     assert build_bench(_config(uri, profile_overrides=wider)).built == []
 
 
-def test_ensembles_are_built_alongside_and_never_listed_as_suspects(
-    built_local, tmp_path: Path
-) -> None:
-    """A surrogate (a student of the source) and a reference (trained on half b) built by the
-    same build into an existing benchmark: listed in the manifest's ensemble section with their
-    agreement with the source, outside the benchmark's ids and floors."""
-    uri = str(tmp_path / "bench")
-    shutil.copytree(built_local[0], uri)
-    ensembles = {
-        "ensembles": [
-            {
-                "id": "ens-s",
-                "role": "positive",
-                "arch": "vgg13_bn",
-                "attack": "distill",
-                "recipe": "student",
-                "parent": "source",
-                "data_half": "a",
-                "seed": 50,
-            },
-            {
-                "id": "ens-r",
-                "role": "negative",
-                "arch": "resnet18",
-                "attack": "scratch",
-                "recipe": "source",
-                "data_half": "b",
-                "seed": 51,
-            },
-        ]
-    }
-    report = build_bench(_config(uri, profile_overrides=ensembles))
+ENSEMBLES = {
+    "ensembles": [
+        {
+            "id": "ens-s",
+            "role": "positive",
+            "arch": "vgg13_bn",
+            "attack": "distill",
+            "recipe": "student",
+            "parent": "source",
+            "data_half": "a",
+            "seed": 50,
+        },
+        {
+            "id": "ens-r",
+            "role": "negative",
+            "arch": "resnet18",
+            "attack": "scratch",
+            "recipe": "source",
+            "data_half": "b",
+            "seed": 51,
+        },
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def ensemble_bench(smoke_bench, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
+    """A copy of the smoke benchmark with a surrogate (a student of the source) and a reference
+    (trained on half b) built into it by the same build: its URI and that build's report."""
+    uri = str(tmp_path_factory.mktemp("ensembles") / "bench")
+    shutil.copytree(smoke_bench[0], uri)
+    return uri, build_bench(_config(uri, profile_overrides=ENSEMBLES))
+
+
+def test_ensembles_are_built_alongside_and_never_listed_as_suspects(ensemble_bench) -> None:
+    """The ensembles are listed in the manifest's ensemble section with their agreement with the
+    source, outside the benchmark's ids and floors; a second build builds nothing."""
+    uri, report = ensemble_bench
     assert sorted(report.built) == ["ens-r", "ens-s"] and len(report.skipped) == SMOKE_IDS
     built = bench.load(uri)
     assert len(built.ids()) == SMOKE_IDS and not {"ens-s", "ens-r"} & set(built.ids())
@@ -165,8 +171,64 @@ def test_ensembles_are_built_alongside_and_never_listed_as_suspects(
     assert all(0 < v <= 1 for v in agreement.values()), agreement
     assert rows["source"]["section"] == "bench" and rows["source"]["agreement_with_source"] is None
     assert not {"ens-s", "ens-r"} & {check.id for check in report.floors}
-    again = build_bench(_config(uri, profile_overrides=ensembles))
+    again = build_bench(_config(uri, profile_overrides=ENSEMBLES))
     assert again.built == [] and bench.load(uri).manifest.equals(built.manifest)
+
+
+def test_an_experiment_generates_from_ensembles_and_scores_only_suspects(
+    ensemble_bench, tmp_path: Path, cifar_test_uri: str, tiny_gan_uri: str
+) -> None:
+    """The quality trend's shape (jobs/configs/trend_cpu40.yaml) on the smoke bench: every set
+    generated from the source and the ensembles (NaturalFinger by model dropout, its descent
+    re-screened by conferrability, CAE), the validation models chosen by name, and only
+    benchmark suspects outside the generation models scored."""
+    import pyarrow.parquet as pq
+
+    from nf_dist.config import from_dict
+    from nf_dist.pipelines.experiment import ExperimentConfig, run_experiment
+
+    uri, _ = ensemble_bench
+    nf = {"num_candidates": 64, "num_optimised": 32, "steps": 4, "screen_negatives": "not_original"}
+    dropout = {**nf, "model_sampling": "dropout", "model_dropout": 0.3, "screen_order": "margin"}
+    raw = {
+        "output_uri": str(tmp_path / "exp"),
+        "report_dir": str(tmp_path / "exp" / "report"),
+        "data": {
+            "train_uri": str(Path(cifar_test_uri).with_name("train.parquet")),
+            "test_uri": cifar_test_uri,
+            "half_size": 600,
+            "finetune_size": 200,
+            "test_size": 200,
+        },
+        "gans": {"tiny": tiny_gan_uri},
+        "models": {"bench_uri": uri, "positives": ["source", "ens-s"], "negatives": ["ens-r"]},
+        "validation_models": ["ftll", "mirror-source"],
+        "bootstrap": 20,
+        "budgets": [5],
+        "sets": {
+            "naturalfinger-dropout": {"method": "naturalfinger", "gan": "tiny", "config": dropout},
+            "naturalfinger-conferrable": {
+                "method": "naturalfinger",
+                "gan": "tiny",
+                "rescreen_of": "naturalfinger-dropout",
+                "config": {**dropout, "screen_rule": "conferrability", "screen_conferrability": 0.5},
+            },
+            "cae": {"method": "cae", "config": {"num_fingerprints": 20, "num_seeds": 40, "steps": 3}},
+            "akh": {"method": "akh", "config": {"num_fingerprints": 20}},
+        },
+    }
+    result = run_experiment(from_dict(ExperimentConfig, raw), progress=False)
+    made = {n for n, r in result["sets"].items() if "failure" not in r}
+    assert {"cae", "akh"} <= made, result["sets"]
+    rows = pq.read_table(tmp_path / "exp" / "evaluation" / "rates.parquet").to_pylist()
+    scored = {r["suspect"] for r in rows if r["use"] != "generation"}
+    suspects = set(bench.load(uri).ids()) - {"source"}
+    assert scored and scored <= suspects, scored - suspects
+    assert not {"ens-s", "ens-r"} & {r["suspect"] for r in rows}
+    for name in made:
+        uses = {r["suspect"]: r["use"] for r in rows if r["method"] == name}
+        assert uses["ftll"] == "validation" and uses["mirror-source"] == "validation"
+        assert {"validation", "heldout"} <= set(result["methods"][name])
 
 
 def test_a_student_from_before_parents_were_recorded_is_rebuilt_with_its_teacher(

@@ -43,6 +43,25 @@ def test_the_three_way_split_is_disjoint_complete_stratified_and_seeded() -> Non
     assert three_way_split(_rows(), replace(config, split_seed=4)) != split
 
 
+def test_generation_ensembles_may_generate_and_are_never_split_into_suspects() -> None:
+    """Ensemble rows (the manifest's ensemble section) can be generation models; the split
+    never draws them as validation or test suspects and refuses one named as validation."""
+    ensembles = [
+        {"id": f"ens-{r}-{i}", "role": r, "attack": "distill", "section": "ensemble"}
+        for r in ("positive", "negative")
+        for i in range(3)
+    ]
+    rows = [{**row, "section": "bench"} for row in _rows()] + ensembles
+    models = ModelSelection(positives=("source", "ens-positive-0"), negatives=("ens-negative-0",))
+    split = three_way_split(rows, TuneJobConfig(models=models, split_seed=3))
+    assert split.generation == ("source", "ens-positive-0", "ens-negative-0")
+    suspects = {*split.validation, *split.test}
+    assert suspects == {row["id"] for row in _rows()} - {"source"}
+    named = TuneJobConfig(models=models, validation_models=("prune-1", "ens-negative-1"))
+    with pytest.raises(ConfigError, match="'ens-negative-1' is a generation ensemble"):
+        three_way_split(rows, named)
+
+
 def test_the_experiment_scores_apart_the_same_validation_suspects_tune_chose_on(
     tmp_path: Path,
 ) -> None:

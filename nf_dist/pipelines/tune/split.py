@@ -43,8 +43,9 @@ def split_models(
     validation_fraction: float,
     split_seed: int,
 ) -> ThreeWaySplit:
-    """Split the benchmark's manifest rows (see :class:`ThreeWaySplit`): the generation models,
-    then ``validation_models`` or ``validation_fraction`` of the rest stratified by (role,
+    """Split the benchmark's manifest rows (see :class:`ThreeWaySplit`): the generation models
+    (benchmark or ensemble rows), then ``validation_models`` or ``validation_fraction`` of the
+    other benchmark rows stratified by (role,
     attack) and drawn with ``split_seed``, then the test suspects. The same arguments give the
     same split wherever it is made (``nf-dist tune``, ``nf-dist experiment``).
 
@@ -58,7 +59,15 @@ def split_models(
         raise ConfigError(f"the benchmark has no model {unknown[0]!r}; see its manifest")
     if len(set(named)) != len(named):
         raise ConfigError("positives, negatives and validation_models must not share a model")
-    rest = [i for i in by_id if i not in generation]
+    # the generation-only ensembles share the manifest and are never suspects
+    suspects = [i for i, row in by_id.items() if (row.get("section") or "bench") == "bench"]
+    ensembles = [i for i in validation_models if i not in suspects]
+    if ensembles:
+        raise ConfigError(
+            f"validation model {ensembles[0]!r} is a generation ensemble, never a suspect; name "
+            "benchmark models (the manifest's bench section)"
+        )
+    rest = [i for i in suspects if i not in generation]
     if validation_models:
         validation = list(validation_models)
     else:
