@@ -190,6 +190,7 @@ def test_an_experiment_generates_from_ensembles_and_scores_only_suspects(
     uri, _ = ensemble_bench
     nf = {"num_candidates": 64, "num_optimised": 32, "steps": 4, "screen_negatives": "not_original"}
     dropout = {**nf, "model_sampling": "dropout", "model_dropout": 0.3, "screen_order": "margin"}
+    cae = {"num_fingerprints": 20, "num_seeds": 40, "steps": 3}
     raw = {
         "output_uri": str(tmp_path / "exp"),
         "report_dir": str(tmp_path / "exp" / "report"),
@@ -211,9 +212,9 @@ def test_an_experiment_generates_from_ensembles_and_scores_only_suspects(
                 "method": "naturalfinger",
                 "gan": "tiny",
                 "rescreen_of": "naturalfinger-dropout",
-                "config": {**dropout, "screen_rule": "conferrability", "screen_conferrability": 0.5},
+                "config": dropout | {"screen_rule": "conferrability", "screen_conferrability": 0.5},
             },
-            "cae": {"method": "cae", "config": {"num_fingerprints": 20, "num_seeds": 40, "steps": 3}},
+            "cae": {"method": "cae", "config": cae},
             "akh": {"method": "akh", "config": {"num_fingerprints": 20}},
         },
     }
