@@ -173,6 +173,40 @@ def test_unique_selection_starts_where_fewest_negatives_share_the_label(
     assert torch.equal(picked, torch.sort(every).values[:8]), "the 8 least shared, in rank order"
 
 
+def test_initial_agreement_keeps_candidates_most_positives_label_as_the_source_does(
+    tiny_world: tuple,
+) -> None:
+    """With a dissenting member in the positives (a model whose label is a hash of the image),
+    ``initial_agreement: 1.0`` keeps only what all agree on; a lower share keeps a superset,
+    each candidate with at least that share answering the first positive's label, most-agreed
+    first."""
+    generator, _, positives, _ = tiny_world
+    members = [*positives, _HashLabels()]
+    candidates = draw_candidates(Z_DIM, 10, NaturalFingerConfig(num_candidates=64, num_optimised=8))
+
+    def select(share: float) -> tuple[torch.Tensor, ...]:
+        config = NaturalFingerConfig(
+            num_candidates=64, num_optimised=64, batch_size=32, initial_agreement=share
+        )
+        return select_initial(generator, members, *candidates, config)
+
+    def shares(z: torch.Tensor, y_gen: torch.Tensor, y_orig: torch.Tensor) -> torch.Tensor:
+        images = generator(z, y_gen)
+        return sum((m(images).argmax(1) == y_orig).float() for m in members) / len(members)
+
+    every = select(1.0)
+    most = select((len(members) - 1) / len(members))
+    assert len(most[0]) > len(every[0]), "the hash model must dissent somewhere"
+    kept = shares(*most)
+    assert kept.min() >= (len(members) - 1) / len(members) - 1e-6
+    assert torch.equal(kept, torch.sort(kept, descending=True).values), "most-agreed first"
+    assert torch.equal(most[2], members[0](generator(most[0], most[1])).argmax(1))
+    everywhere = {tuple(v.tolist()) for v in every[0]}
+    assert everywhere <= {tuple(v.tolist()) for v in most[0]}
+    with pytest.raises(ConfigError, match="fingerprint.initial_agreement"):
+        NaturalFingerConfig(initial_agreement=0.0)
+
+
 def test_golden_optimisation(tiny_world: tuple) -> None:
     generator, discriminator, positives, negatives = tiny_world
     config = NaturalFingerConfig(

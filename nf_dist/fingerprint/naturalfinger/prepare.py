@@ -105,8 +105,10 @@ def select_initial(
     config: NaturalFingerConfig,
     negatives: Sequence[nn.Module] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep candidates every positive model labels alike (and, with ``initial_labels:
-    off_class``, other than their generator class); returns (z, y_gen, y_orig).
+    """Keep candidates every positive model labels alike, or at least ``initial_agreement`` of
+    them as the first positive does (then most-agreed first), and with ``initial_labels:
+    off_class`` other than their generator class; returns (z, y_gen, y_orig: the first
+    positive's labels).
 
     With ``initial_selection: unique`` those agreeing candidates are ranked by how few
     ``negatives`` already answer y_orig (stable, so ties keep the draw order) before the first
@@ -117,10 +119,13 @@ def select_initial(
     """
     images = generate_images(generator, z, y, config.batch_size)
     votes = predictions(positives, images, config.batch_size)
-    agree = (votes == votes[0]).all(dim=0)
+    share = (votes == votes[0]).float().mean(dim=0)
+    agree = share >= config.initial_agreement - 1e-6  # at 1.0: every positive alike
     if config.initial_labels == "off_class":
         agree &= votes[0] != y
     agreeing = torch.nonzero(agree).squeeze(1)
+    if config.initial_agreement < 1:  # stable: equal shares keep the draw order
+        agreeing = agreeing[torch.argsort(share[agreeing], descending=True, stable=True)]
     if config.initial_selection == "unique" and len(negatives) and len(agreeing):
         # Start where the owner's lineage already differs from independent models: the
         # optimisation then has less to undo and the image is less likely to be a plain,
@@ -132,15 +137,17 @@ def select_initial(
     else:
         chosen = agreeing[: config.num_optimised]
     logger.info(
-        "initial selection: %d of %d candidates agree on all %d positives",
+        "initial selection: %d of %d candidates agree on at least %.0f%% of %d positives",
         int(agree.sum()),
         len(z),
+        100 * config.initial_agreement,
         len(positives),
     )
     if len(chosen) == 0:
         raise FingerprintError(
-            "no candidate image is labelled alike by every positive model; raise "
-            "fingerprint.num_candidates or train the generator and positives longer"
+            "no candidate image is labelled alike by enough positive models; raise "
+            "fingerprint.num_candidates, lower fingerprint.initial_agreement or train the "
+            "generator and positives longer"
         )
     if len(chosen) < config.num_optimised:
         logger.warning("only %d initial samples (asked for %d)", len(chosen), config.num_optimised)
