@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import pyarrow.parquet as pq
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -33,6 +34,7 @@ from nf_dist.models.inference import predict  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 STUDENT_ATTACKS = ("distill", "knockoff")
+GROUPS = ("students", "derived", "independent", "independent students", "mirror-derived")
 
 
 def choose_ours(methods: dict[str, Any], candidates: list[str] | None = None) -> str:
@@ -44,21 +46,56 @@ def choose_ours(methods: dict[str, Any], candidates: list[str] | None = None) ->
     return max(candidates, key=lambda name: methods[name]["validation"]["aruc"])
 
 
+def suspect_group(row: dict[str, Any]) -> str:
+    """A held-out suspect's group for the per-group rates: ``students`` (distilled and Knockoff
+    students of the source), ``derived`` (its other positives), ``independent`` (negatives
+    trained from scratch), ``independent students`` (students of independent models or of the
+    mirror) or ``mirror-derived`` (the mirror's fine-tuned, pruned, noised, adversarial copies)."""
+    students = row["attack"] in STUDENT_ATTACKS
+    if row["role"] == "positive":
+        return "students" if students else "derived"
+    if students:
+        return "independent students"
+    return "independent" if row["attack"] == "scratch" else "mirror-derived"
+
+
+def group_rates(rates: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per set, the mean held-out matching rate of each suspect group (``rates.parquet`` rows):
+    what an ARUC is made of, and what bounds it."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for row in rates:
+        if row["use"] == "heldout":
+            group = sums.setdefault(row["method"], {}).setdefault(suspect_group(row), [])
+            group.append(row["rate"])
+    return {
+        method: {group: sum(values) / len(values) for group, values in sorted(groups.items())}
+        for method, groups in sums.items()
+    }
+
+
 def level_row(
     metrics: dict[str, Any],
     source_accuracy: float,
     agreement: dict[str, float],
     candidates: list[str] | None = None,
+    rates: list[dict[str, Any]] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> dict:
-    """One level's summary from an experiment's ``metrics.json`` and its benchmark's facts."""
+    """One level's summary from an experiment's ``metrics.json`` (with its ``rates.parquet``
+    rows and each set's size, where given) and its benchmark's facts."""
     methods = metrics["methods"]
     ours = choose_ours(methods, candidates)
+    groups = group_rates(rates or [])
     sets = {
         name: {
             key: result["heldout"][key]
             for key in ("aruc", "aruc_ci95", "aruc_bound", "roc_auc", "tpr_at_1pct_fpr")
         }
-        | {"validation_aruc": result["validation"]["aruc"]}
+        | {
+            "validation_aruc": result["validation"]["aruc"],
+            "fingerprints": (sizes or {}).get(name),
+            "group_rates": groups.get(name, {}),
+        }
         for name, result in methods.items()
     }
     baselines = {n: s for n, s in sets.items() if not n.startswith("naturalfinger")}
@@ -112,15 +149,23 @@ def markdown(record: dict[str, Any]) -> str:
             f"## {name}: source test accuracy {level['source_test_accuracy']:.3f}, students' "
             f"mean test-set agreement with it {level['mean_student_agreement'] or 0:.3f}"
         )
-        lines += ["", "| set | held-out ARUC [95%] | bound | ROC AUC | TPR@1% | validation ARUC |"]
-        lines.append("|---|---|---|---|---|---|")
+        lines += [
+            "",
+            "| set | fingerprints | held-out ARUC [95%] | bound | ROC AUC | TPR@1% | validation "
+            "ARUC | held-out mean rates: " + ", ".join(GROUPS) + " |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for set_name, s in sorted(level["sets"].items()):
             mark = " (ours)" if set_name == level["ours"] else ""
             low, high = s["aruc_ci95"]
+            means = ", ".join(
+                f"{s['group_rates'][g]:.2f}" if g in s.get("group_rates", {}) else "-"
+                for g in GROUPS
+            )
             lines.append(
-                f"| {set_name}{mark} | {s['aruc']:.3f} [{low:.3f}, {high:.3f}] | "
-                f"{s['aruc_bound']:.3f} | {s['roc_auc']:.3f} | {s['tpr_at_1pct_fpr']:.2f} | "
-                f"{s['validation_aruc']:.3f} |"
+                f"| {set_name}{mark} | {s.get('fingerprints') or '-'} | {s['aruc']:.3f} "
+                f"[{low:.3f}, {high:.3f}] | {s['aruc_bound']:.3f} | {s['roc_auc']:.3f} | "
+                f"{s['tpr_at_1pct_fpr']:.2f} | {s['validation_aruc']:.3f} | {means} |"
             )
         verdict = "above" if level["ours_interval_above_every_baseline"] else "not above"
         lines += ["", f"Ours' interval is {verdict} every baseline's point estimate.", ""]
@@ -134,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     levels = {}
     for spec in args.level:
         name, _, folder = spec.partition("=")
-        metrics = json.loads((Path(folder) / "evaluation" / "metrics.json").read_text())
-        levels[name] = level_row(metrics, *bench_facts(metrics["bench_uri"]))
+        evaluation = Path(folder) / "evaluation"
+        metrics = json.loads((evaluation / "metrics.json").read_text())
+        sets = json.loads((evaluation / "sets.json").read_text())
+        levels[name] = level_row(
+            metrics,
+            *bench_facts(metrics["bench_uri"]),
+            rates=pq.read_table(evaluation / "rates.parquet").to_pylist(),
+            sizes={n: record["num_fingerprints"] for n, record in sets.items()},
+        )
     record = {
         "command": "python -m benchmarks.quality_trend.run "
         + shlex.join(argv if argv is not None else sys.argv[1:]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.quality_trend.run import choose_ours, level_row, markdown, plot
@@ -29,7 +30,10 @@ def test_the_validation_rule_picks_the_recorded_choice(metrics: dict) -> None:
 
 def test_a_level_reports_ours_against_the_best_baseline(metrics: dict, tmp_path: Path) -> None:
     variants = ["naturalfinger", "naturalfinger-offclass-margin-500-nod"]
-    level = level_row(metrics, 0.77, {"distill-a": 0.7, "knockoff-b": 0.8}, variants)
+    rates = pq.read_table(RECORDED / "experiment" / "rates.parquet").to_pylist()
+    level = level_row(
+        metrics, 0.77, {"distill-a": 0.7, "knockoff-b": 0.8}, variants, rates, {"akh": 200}
+    )
     ours = level["sets"][level["ours"]]
     assert ours["aruc"] == pytest.approx(0.680, abs=5e-4)  # the project's reported 0.680
     assert level["best_baseline"] == "metafinger"
@@ -37,6 +41,12 @@ def test_a_level_reports_ours_against_the_best_baseline(metrics: dict, tmp_path:
     # [0.621, 0.733] lies above MetaFinger's 0.619, barely
     assert level["ours_interval_above_every_baseline"] is True
     assert level["mean_student_agreement"] == pytest.approx(0.75)
+    # the project's reported groups: its students match 0.71-0.75, scratch independents 0.33
+    groups = level["sets"][level["ours"]]["group_rates"]
+    assert 0.70 < groups["students"] < 0.76 and 0.25 < groups["independent"] < 0.40
+    assert groups["derived"] > groups["students"] > groups["independent"]
+    assert groups["independent"] > groups["independent students"] > groups["mirror-derived"]
+    assert groups["mirror-derived"] < 0.05 and level["sets"]["akh"]["fingerprints"] == 200
     record = {"command": "x", "machine": {"cpu_model": "cpu"}, "levels": {"cpu": level}}
     assert "naturalfinger-offclass-margin-500-nod (ours)" in markdown(record)
     plot({"cpu": level, "hq": {**level, "source_test_accuracy": 0.86}}, tmp_path / "trend.png")
