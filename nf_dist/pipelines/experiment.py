@@ -315,6 +315,9 @@ def _ensure_set(
             wanted[group] = list(getattr(config.models, group))
     if spec.rescreen_of is not None:
         wanted["rescreen_of"] = spec.rescreen_of
+    if config.models.bench_uri is not None:  # a model rebuilt since makes the set stale
+        bench = load(config.models.bench_uri)
+        wanted["model_sha256"] = {i: bench.row(i)["sha256"] for i in config.models.ids}
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
         if same_key({k: earlier.get(k) for k in wanted}, wanted):

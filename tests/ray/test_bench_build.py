@@ -226,6 +226,12 @@ def test_an_experiment_generates_from_ensembles_and_scores_only_suspects(
     suspects = set(bench.load(uri).ids()) - {"source"}
     assert scored and scored <= suspects, scored - suspects
     assert not {"ens-s", "ens-r"} & {r["suspect"] for r in rows}
+    # each set records the weights it was made from: a rebuilt ensemble makes it stale
+    record = json.loads((tmp_path / "exp" / "sets" / "cae.json").read_text())
+    built = bench.load(uri)
+    assert record["model_sha256"] == {
+        i: built.row(i)["sha256"] for i in ("source", "ens-s", "ens-r")
+    }
     for name in made:
         uses = {r["suspect"]: r["use"] for r in rows if r["method"] == name}
         assert uses["ftll"] == "validation" and uses["mirror-source"] == "validation"
