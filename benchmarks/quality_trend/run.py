@@ -80,6 +80,7 @@ def level_row(
     candidates: list[str] | None = None,
     rates: list[dict[str, Any]] | None = None,
     sizes: dict[str, int] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> dict:
     """One level's summary from an experiment's ``metrics.json`` (with its ``rates.parquet``
     rows and each set's size, where given) and its benchmark's facts."""
@@ -105,6 +106,7 @@ def level_row(
         "source_test_accuracy": source_accuracy,
         "student_agreement": agreement,
         "mean_student_agreement": sum(agreement.values()) / len(agreement) if agreement else None,
+        **(context or {}),
         "ours": ours,
         "best_baseline": best_baseline,
         "ours_interval_above_every_baseline": best_baseline is None
@@ -113,14 +115,51 @@ def level_row(
     }
 
 
-def bench_facts(bench_uri: str) -> tuple[float, dict[str, float]]:
-    """The source's test accuracy and each student suspect's test-set agreement with it."""
+def bench_facts(bench_uri: str) -> tuple[float, dict[str, float], dict[str, Any]]:
+    """The source's test accuracy, each student suspect's test-set agreement with it, and the
+    context that bounds a level: the mean agreement of the independents trained from scratch
+    and of the generation ensembles (surrogates and references, as the build recorded it)."""
     bench = load(bench_uri)
     test = load_splits(DataConfig(), with_query=False).test.images
     reference = predict(bench.model("source"), test)
-    students = [i for i in bench.ids("positive") if bench.row(i)["attack"] in STUDENT_ATTACKS]
-    agreement = {i: float((predict(bench.model(i), test) == reference).mean()) for i in students}
-    return float(bench.row("source")["test_accuracy"]), agreement
+
+    def agreement(ids: list[str]) -> dict[str, float]:
+        return {i: float((predict(bench.model(i), test) == reference).mean()) for i in ids}
+
+    rows = bench.rows(section=None)
+    students = [
+        r["id"]
+        for r in rows
+        if r["section"] == "bench" and r["role"] == "positive" and r["attack"] in STUDENT_ATTACKS
+    ]
+    independents = [
+        r["id"]
+        for r in rows
+        if r["section"] == "bench"
+        and r["role"] == "negative"
+        and r["attack"] == "scratch"
+        and not r.get("mirror_of")
+    ]
+    ensembles = {
+        role: [
+            r["agreement_with_source"]
+            for r in rows
+            if r["section"] == "ensemble" and r["role"] == role
+        ]
+        for role in ("positive", "negative")
+    }
+    scratch = agreement(independents)
+    context = {
+        "independent_agreement": scratch,
+        "mean_independent_agreement": sum(scratch.values()) / len(scratch) if scratch else None,
+        "mean_surrogate_agreement": _mean(ensembles["positive"]),
+        "mean_reference_agreement": _mean(ensembles["negative"]),
+    }
+    return float(bench.row("source")["test_accuracy"]), agreement(students), context
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def plot(levels: dict[str, dict], path: Path) -> None:
@@ -149,6 +188,13 @@ def markdown(record: dict[str, Any]) -> str:
             f"## {name}: source test accuracy {level['source_test_accuracy']:.3f}, students' "
             f"mean test-set agreement with it {level['mean_student_agreement'] or 0:.3f}"
         )
+        context = [
+            (key, level.get(f"mean_{key}_agreement"))
+            for key in ("independent", "surrogate", "reference")
+        ]
+        known = [f"{key}s {value:.3f}" for key, value in context if value is not None]
+        if known:
+            lines += ["", "Mean test-set agreement with the source: " + ", ".join(known) + "."]
         lines += [
             "",
             "| set | fingerprints | held-out ARUC [95%] | bound | ROC AUC | TPR@1% | validation "
@@ -175,6 +221,7 @@ def markdown(record: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--level", action="append", required=True, metavar="NAME=EXPERIMENT_DIR")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     levels = {}
     for spec in args.level:
@@ -182,11 +229,14 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = Path(folder) / "evaluation"
         metrics = json.loads((evaluation / "metrics.json").read_text())
         sets = json.loads((evaluation / "sets.json").read_text())
+        accuracy, agreement, context = bench_facts(metrics["bench_uri"])
         levels[name] = level_row(
             metrics,
-            *bench_facts(metrics["bench_uri"]),
+            accuracy,
+            agreement,
             rates=pq.read_table(evaluation / "rates.parquet").to_pylist(),
             sizes={n: record["num_fingerprints"] for n, record in sets.items()},
+            context=context,
         )
     record = {
         "command": "python -m benchmarks.quality_trend.run "
@@ -194,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "levels": levels,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quality_trend.json").write_text(json.dumps(record, indent=2))
-    (RESULTS / "quality_trend.md").write_text(markdown(record))
-    plot(levels, RESULTS / "quality_trend.png")
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "quality_trend.json").write_text(json.dumps(record, indent=2))
+    (args.output / "quality_trend.md").write_text(markdown(record))
+    plot(levels, args.output / "quality_trend.png")
     return 0
 
 
