@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 import pyarrow.parquet as pq
 
 matplotlib.use("Agg")
@@ -73,6 +74,25 @@ def group_rates(rates: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
+def quality_correlation(
+    rates: list[dict[str, Any]], accuracy: dict[str, float]
+) -> dict[str, float | None]:
+    """Per set, the Pearson correlation between a scored negative's test accuracy and its
+    matching rate (validation and held-out negatives): near 1 when a set tells strong models
+    from weak ones rather than the source's lineage from others."""
+    out: dict[str, float | None] = {}
+    for method in sorted({r["method"] for r in rates}):
+        pairs = [
+            (accuracy[r["suspect"]], r["rate"])
+            for r in rates
+            if r["method"] == method and r["role"] == "negative" and r["use"] != "generation"
+        ]
+        xs, ys = np.array(pairs).T if len(pairs) > 2 else (np.zeros(0), np.zeros(0))
+        spread = len(xs) > 2 and np.ptp(xs) > 0 and np.ptp(ys) > 0
+        out[method] = float(np.corrcoef(xs, ys)[0, 1]) if spread else None
+    return out
+
+
 def level_row(
     metrics: dict[str, Any],
     source_accuracy: float,
@@ -81,12 +101,14 @@ def level_row(
     rates: list[dict[str, Any]] | None = None,
     sizes: dict[str, int] | None = None,
     context: dict[str, Any] | None = None,
+    accuracy: dict[str, float] | None = None,
 ) -> dict:
     """One level's summary from an experiment's ``metrics.json`` (with its ``rates.parquet``
     rows and each set's size, where given) and its benchmark's facts."""
     methods = metrics["methods"]
     ours = choose_ours(methods, candidates)
     groups = group_rates(rates or [])
+    correlation = quality_correlation(rates or [], accuracy or {}) if accuracy else {}
     sets = {
         name: {
             key: result["heldout"][key]
@@ -96,6 +118,7 @@ def level_row(
             "validation_aruc": result["validation"]["aruc"],
             "fingerprints": (sizes or {}).get(name),
             "group_rates": groups.get(name, {}),
+            "negatives_accuracy_rate_corr": correlation.get(name),
         }
         for name, result in methods.items()
     }
@@ -158,6 +181,10 @@ def bench_facts(bench_uri: str) -> tuple[float, dict[str, float], dict[str, Any]
     return float(bench.row("source")["test_accuracy"]), agreement(students), context
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -198,8 +225,9 @@ def markdown(record: dict[str, Any]) -> str:
         lines += [
             "",
             "| set | fingerprints | held-out ARUC [95%] | bound | ROC AUC | TPR@1% | validation "
-            "ARUC | held-out mean rates: " + ", ".join(GROUPS) + " |",
-            "|---|---|---|---|---|---|---|---|",
+            "ARUC | held-out mean rates: " + ", ".join(GROUPS) + " | corr(accuracy, rate) "
+            "of negatives |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for set_name, s in sorted(level["sets"].items()):
             mark = " (ours)" if set_name == level["ours"] else ""
@@ -211,7 +239,8 @@ def markdown(record: dict[str, Any]) -> str:
             lines.append(
                 f"| {set_name}{mark} | {s.get('fingerprints') or '-'} | {s['aruc']:.3f} "
                 f"[{low:.3f}, {high:.3f}] | {s['aruc_bound']:.3f} | {s['roc_auc']:.3f} | "
-                f"{s['tpr_at_1pct_fpr']:.2f} | {s['validation_aruc']:.3f} | {means} |"
+                f"{s['tpr_at_1pct_fpr']:.2f} | {s['validation_aruc']:.3f} | {means} | "
+                f"{_number(s.get('negatives_accuracy_rate_corr'))} |"
             )
         verdict = "above" if level["ours_interval_above_every_baseline"] else "not above"
         lines += ["", f"Ours' interval is {verdict} every baseline's point estimate.", ""]
@@ -237,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             rates=pq.read_table(evaluation / "rates.parquet").to_pylist(),
             sizes={n: record["num_fingerprints"] for n, record in sets.items()},
             context=context,
+            accuracy={r["id"]: r["test_accuracy"] for r in load(metrics["bench_uri"]).rows()},
         )
     record = {
         "command": "python -m benchmarks.quality_trend.run "

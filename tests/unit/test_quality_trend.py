@@ -9,7 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.quality_trend.run import choose_ours, level_row, markdown, plot
+from benchmarks.quality_trend.run import (
+    choose_ours,
+    level_row,
+    markdown,
+    plot,
+    quality_correlation,
+)
 
 RECORDED = Path(__file__).resolve().parents[2] / "benchmarks" / "cpu_experiment" / "results"
 
@@ -47,6 +53,17 @@ def test_a_level_reports_ours_against_the_best_baseline(metrics: dict, tmp_path:
     assert groups["derived"] > groups["students"] > groups["independent"]
     assert groups["independent"] > groups["independent students"] > groups["mirror-derived"]
     assert groups["mirror-derived"] < 0.05 and level["sets"]["akh"]["fingerprints"] == 200
+    # a negative's accuracy against its rate: a set that tracks quality correlates fully
+    negatives = [
+        r
+        for r in rates
+        if r["method"] == "akh" and r["role"] == "negative" and r["use"] != "generation"
+    ]
+    tracking = [{**r, "method": "quality"} for r in negatives]
+    accuracy = {r["suspect"]: r["rate"] / 2 + 0.4 for r in tracking}  # accuracy = f(rate)
+    assert quality_correlation(tracking, accuracy)["quality"] == pytest.approx(1.0)
+    flat = {r["suspect"]: 0.7 for r in tracking}
+    assert quality_correlation(tracking, flat)["quality"] is None
     record = {"command": "x", "machine": {"cpu_model": "cpu"}, "levels": {"cpu": level}}
     assert "naturalfinger-offclass-margin-500-nod (ours)" in markdown(record)
     plot({"cpu": level, "hq": {**level, "source_test_accuracy": 0.86}}, tmp_path / "trend.png")
