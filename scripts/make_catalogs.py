@@ -168,13 +168,16 @@ def ensemble_catalog(size: int) -> list[dict[str, Any]]:
                 )
             )
     for i, arch in enumerate(archs):
+        # The first reference is the owner's own twin: the source's architecture and recipe on
+        # half b, what an honest model trained the same way looks like (the benchmark's
+        # mirror-source, a held-out suspect, is another such twin).
         rows.append(
             dict(
                 id=f"ens-ref-{i:02d}-{arch}",
                 role="negative",
                 arch=arch,
                 attack="scratch",
-                recipe="scratch",
+                recipe="source" if i == 0 else "scratch",
                 data_half="b",
                 seed=6000 + i,
             )

@@ -83,6 +83,13 @@ def test_the_ensembles_are_16_surrogates_and_16_references_outside_the_benchmark
     assert all(m.data_half == "b" and m.parent in (None, *reference_ids) for m in references)
     assert len({m.arch for m in profile.ensembles}) >= 6, "varied architectures"
     assert not {m.id for m in profile.ensembles} & {m.id for m in profile.models}
+    # the benchmark's own recipes (half schedules carried no lineage), and one reference is the
+    # owner's twin: the source's architecture and recipe on half b
+    benchmark_recipes = {m.recipe for m in profile.models}
+    assert {m.recipe for m in profile.ensembles} <= benchmark_recipes
+    source = profile.by_id()["source"]
+    twins = [m for m in references if (m.arch, m.recipe) == (source.arch, source.recipe)]
+    assert len(twins) == 1 and twins[0].parent is None
 
 
 def test_the_reduced_bench_keeps_every_attack_and_role_with_the_cpu_rows() -> None:
