@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -68,3 +69,18 @@ def test_a_level_reports_ours_against_the_best_baseline(metrics: dict, tmp_path:
     assert "naturalfinger-offclass-margin-500-nod (ours)" in markdown(record)
     plot({"cpu": level, "hq": {**level, "source_test_accuracy": 0.86}}, tmp_path / "trend.png")
     assert (tmp_path / "trend.png").stat().st_size > 1000
+
+
+def test_mistake_agreement_counts_only_the_sources_mistakes() -> None:
+    from benchmarks.quality_trend.agreement import agreements, group_of
+
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    source = np.array([0, 1, 2, 3, 9, 9])  # wrong on the last two
+    twin = np.array([0, 1, 2, 7, 9, 8])  # one of the source's two mistakes
+    result = agreements(source, labels, twin)
+    assert result == {"agreement": pytest.approx(4 / 6), "mistake_agreement": 0.5}
+    row = {"role": "negative", "attack": "scratch", "mirror_of": None, "section": "bench"}
+    assert group_of(row) == "independents"
+    assert group_of({**row, "mirror_of": "source"}) == "mirror"
+    assert group_of({**row, "section": "ensemble"}) == "references"
+    assert group_of({**row, "role": "positive", "attack": "prune"}) is None
