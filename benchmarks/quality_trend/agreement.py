@@ -52,12 +52,10 @@ def agreements(reference: np.ndarray, labels: np.ndarray, answers: np.ndarray) -
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bench", required=True)
-    parser.add_argument("--name", required=True)
-    args = parser.parse_args(argv)
-    bench = load(args.bench)
+def model_agreements(bench_uri: str) -> tuple[float, dict[str, dict[str, Any]]]:
+    """The source's test accuracy, and per compared model (:func:`group_of`) its group, test
+    accuracy and both :func:`agreements` with the source on the CIFAR-10 test set."""
+    bench = load(bench_uri)
     test = load_splits(DataConfig(), with_query=False).test
     reference = predict(bench.model("source"), test.images)
     labels = np.asarray(test.labels)
@@ -72,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
             "test_accuracy": row["test_accuracy"],
             **agreements(reference, labels, answers),
         }
+    return float(bench.row("source")["test_accuracy"]), models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bench", required=True)
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args(argv)
+    source_accuracy, models = model_agreements(args.bench)
     groups: dict[str, dict[str, float]] = {}
     for name in sorted({m["group"] for m in models.values()}):
         members = [m for m in models.values() if m["group"] == name]
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "bench": args.bench,
-        "source_test_accuracy": float(bench.row("source")["test_accuracy"]),
+        "source_test_accuracy": source_accuracy,
         "groups": groups,
         "models": models,
     }

@@ -29,12 +29,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.common import machine  # noqa: E402
+from benchmarks.quality_trend.agreement import STUDENT_ATTACKS, model_agreements  # noqa: E402
 from nf_dist.bench import load  # noqa: E402
-from nf_dist.data import DataConfig, load_splits  # noqa: E402
-from nf_dist.models.inference import predict  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-STUDENT_ATTACKS = ("distill", "knockoff")
 GROUPS = ("students", "derived", "independent", "independent students", "mirror-derived")
 
 
@@ -141,44 +139,26 @@ def level_row(
 def bench_facts(bench_uri: str) -> tuple[float, dict[str, float], dict[str, Any]]:
     """The source's test accuracy, each student suspect's test-set agreement with it, and the
     context that bounds a level: the mean agreement of the independents trained from scratch
-    and of the generation ensembles (surrogates and references, as the build recorded it)."""
-    bench = load(bench_uri)
-    test = load_splits(DataConfig(), with_query=False).test.images
-    reference = predict(bench.model("source"), test)
+    and of the generation ensembles (surrogates and references), plainly and on the source's
+    mistakes (``agreement.model_agreements``)."""
+    source_accuracy, models = model_agreements(bench_uri)
 
-    def agreement(ids: list[str]) -> dict[str, float]:
-        return {i: float((predict(bench.model(i), test) == reference).mean()) for i in ids}
+    def of(group: str, key: str = "agreement") -> dict[str, float]:
+        return {i: m[key] for i, m in models.items() if m["group"] == group}
 
-    rows = bench.rows(section=None)
-    students = [
-        r["id"]
-        for r in rows
-        if r["section"] == "bench" and r["role"] == "positive" and r["attack"] in STUDENT_ATTACKS
-    ]
-    independents = [
-        r["id"]
-        for r in rows
-        if r["section"] == "bench"
-        and r["role"] == "negative"
-        and r["attack"] == "scratch"
-        and not r.get("mirror_of")
-    ]
-    ensembles = {
-        role: [
-            r["agreement_with_source"]
-            for r in rows
-            if r["section"] == "ensemble" and r["role"] == role
-        ]
-        for role in ("positive", "negative")
-    }
-    scratch = agreement(independents)
-    context = {
-        "independent_agreement": scratch,
-        "mean_independent_agreement": sum(scratch.values()) / len(scratch) if scratch else None,
-        "mean_surrogate_agreement": _mean(ensembles["positive"]),
-        "mean_reference_agreement": _mean(ensembles["negative"]),
-    }
-    return float(bench.row("source")["test_accuracy"]), agreement(students), context
+    context: dict[str, Any] = {"independent_agreement": of("independents")}
+    for name, group in (
+        ("student", "students"),
+        ("independent", "independents"),
+        ("surrogate", "surrogates"),
+        ("reference", "references"),
+    ):
+        if name != "student":  # the level's own mean_student_agreement
+            context[f"mean_{name}_agreement"] = _mean(list(of(group).values()))
+        context[f"mean_{name}_mistake_agreement"] = _mean(
+            list(of(group, "mistake_agreement").values())
+        )
+    return source_accuracy, of("students"), context
 
 
 def _number(value: float | None) -> str:
@@ -222,6 +202,13 @@ def markdown(record: dict[str, Any]) -> str:
         known = [f"{key}s {value:.3f}" for key, value in context if value is not None]
         if known:
             lines += ["", "Mean test-set agreement with the source: " + ", ".join(known) + "."]
+        mistakes = [
+            (key, level.get(f"mean_{key}_mistake_agreement"))
+            for key in ("student", "independent", "surrogate", "reference")
+        ]
+        known = [f"{key}s {value:.3f}" for key, value in mistakes if value is not None]
+        if known:
+            lines += ["", "On the source's mistakes (its wrong label given): " + ", ".join(known)]
         lines += [
             "",
             "| set | fingerprints | held-out ARUC [95%] | bound | ROC AUC | TPR@1% | validation "

@@ -191,8 +191,11 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True) -> dict[s
     wall: dict[str, float] = {}
     started = time.perf_counter()
     splits = load_splits(config.data, with_query=False)
+    bench = load(bench_uri)
+    # a generation model rebuilt since a set was made makes that set stale
+    model_sha256 = {i: bench.row(i)["sha256"] for i in config.models.ids}
     records = {
-        name: _ensure_set(config, name, spec, typed[name], splits.test, progress)
+        name: _ensure_set(config, name, spec, typed[name], splits.test, model_sha256, progress)
         for name, spec in config.sets.items()
     }
     wall["generation"] = time.perf_counter() - started
@@ -296,9 +299,11 @@ def _ensure_set(
     spec: SetSpec,
     settings: Any,
     clean: Any,
+    model_sha256: dict[str, str],
     progress: bool,
 ) -> dict[str, Any]:
-    """Generate the set unless its record says it is there with the same spec."""
+    """Generate the set unless its record says it is there with the same spec and the same
+    generation models (``model_sha256``)."""
     uri = set_uri(config, name)
     record_uri = uri.removesuffix(".parquet") + ".json"  # what the set was made with
     gan_uri = config.gans.get(spec.gan) if spec.gan else None
@@ -309,15 +314,13 @@ def _ensure_set(
         "config": settings,
         "positives": list(config.models.positives),
         "negatives": list(config.models.negatives),
+        "model_sha256": model_sha256,
     }
     for group in ("screening_positives", "screening_negatives"):
         if getattr(config.models, group):  # absent otherwise, so earlier records still match
             wanted[group] = list(getattr(config.models, group))
     if spec.rescreen_of is not None:
         wanted["rescreen_of"] = spec.rescreen_of
-    if config.models.bench_uri is not None:  # a model rebuilt since makes the set stale
-        bench = load(config.models.bench_uri)
-        wanted["model_sha256"] = {i: bench.row(i)["sha256"] for i in config.models.ids}
     if exists(record_uri) and exists(uri):
         earlier: dict[str, Any] = json.loads(read_bytes(record_uri))
         if same_key({k: earlier.get(k) for k in wanted}, wanted):

@@ -6,20 +6,133 @@ Ray workers started afterwards inherit them (as they would inherit a real AWS ch
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket stays bound until all are chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+# Every listener a node opens, chosen free: Ray's defaults (6379, 8265, 10001, 52365, ...) may be
+# held by another Ray on this machine, or by a head of this suite still shutting down.
+_NODE_PORTS = (
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "metrics-export-port",
+    "runtime-env-agent-port",
+    "node-manager-port",
+    "object-manager-port",
+    "ray-client-server-port",
+)
+
+
+@dataclass
+class RayNode:
+    """One ``ray start --block`` in its own process group and temp dir, its output in ``log``."""
+
+    process: subprocess.Popen
+    ports: dict[str, int]
+    ip: str
+    log: Path
+
+    @property
+    def address(self) -> str:
+        """The GCS address of a head."""
+        return f"{self.ip}:{self.ports['port']}"
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # the group may end by itself meanwhile
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
+def start_ray_node(
+    temp_dir: Path,
+    env: dict[str, str],
+    ready: Callable[[RayNode], bool],
+    *,
+    num_cpus: int,
+    ip: str = "127.0.0.1",
+    join: str | None = None,
+    options: tuple[str, ...] = (),
+    attempts: int = 3,
+) -> RayNode:
+    """Start a Ray head (with a GCS port and a dashboard port of its own) or, given ``join``, a
+    node joining that head; wait until ``ready``.
+
+    A ``ray start`` that exits before its node is ready is run again on fresh ports, at most
+    ``attempts`` times: a port chosen free can be taken before Ray binds it. Every failed start's
+    output goes into the failure message.
+    """
+    failures: list[str] = []
+    for attempt in range(attempts):
+        names = [*_NODE_PORTS, *(() if join else ("port", "dashboard-port"))]
+        ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        node_dir = temp_dir / f"n{attempt}"  # short: Ray's socket paths are limited
+        node_dir.mkdir(parents=True)
+        command = [
+            RAY,
+            "start",
+            "--block",
+            f"--address={join}" if join else "--head",
+            f"--node-ip-address={ip}",
+            f"--num-cpus={num_cpus}",
+            f"--temp-dir={node_dir}",
+            "--disable-usage-stats",
+            *(f"--{name}={port}" for name, port in ports.items()),
+            *options,
+        ]
+        log = node_dir / "ray-start.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                command, env=env, start_new_session=True, stdout=sink, stderr=subprocess.STDOUT
+            )
+        node = RayNode(process, ports, ip, log)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            if ready(node):
+                return node
+            time.sleep(2)
+        exited = process.poll() is not None
+        node.stop()
+        failures.append(f"attempt {attempt + 1}: exit {process.returncode}\n{node.log_tail()}")
+        if not exited:  # up but never ready: starting again would not help
+            break
+    pytest.fail("ray start did not bring the node up:\n" + "\n".join(failures))
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +247,12 @@ def _own_processes(marker: str) -> list[int]:
                 if marker in args:
                     found.append(pid)
     return found
+
+
+@pytest.fixture(scope="session")
+def ray_node_starter() -> Callable[..., RayNode]:
+    """:func:`start_ray_node`: a head or a joining node of a cluster the test owns."""
+    return start_ray_node
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,82 +31,43 @@ DATA = (ROOT.parent / "shared" / "data").resolve()
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def head(s3_endpoint: str) -> Iterator[tuple[str, dict[str, str]]]:
+def head(
+    s3_endpoint: str, ray_node_starter: Callable[..., Any]
+) -> Iterator[tuple[str, dict[str, str]]]:
     """A Ray head on 127.0.0.1 with token auth; yields its job API address and the client env."""
-    port, dashboard, agent, agent_grpc, metrics, runtime_env, client = (
-        _free_port() for _ in range(7)
-    )
-    temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths are limited
+    temp_dir = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-        "NF_DIST_CACHE": str(Path(temp_dir) / "cache"),
+        "NF_DIST_CACHE": str(temp_dir / "cache"),
     }
     env.pop("RAY_ADDRESS", None)
-    command = [
-        RAY,
-        "start",
-        "--head",
-        "--block",
-        "--node-ip-address=127.0.0.1",
-        f"--port={port}",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard}",
-        # Ray's fixed default agent and client ports may be held by another Ray on this machine.
-        f"--dashboard-agent-listen-port={agent}",
-        f"--dashboard-agent-grpc-port={agent_grpc}",
-        f"--metrics-export-port={metrics}",
-        f"--runtime-env-agent-port={runtime_env}",
-        f"--ray-client-server-port={client}",
-        "--num-cpus=2",
-        f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
-    ]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+
+    def job_api_answers(node: Any) -> bool:
+        listed = subprocess.run(
+            [RAY, "job", "list", "--address", _job_api(node)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        return listed.returncode == 0
+
+    node = ray_node_starter(
+        temp_dir, env, job_api_answers, num_cpus=2, options=("--dashboard-host=127.0.0.1",)
     )
-    address = f"http://127.0.0.1:{dashboard}"
     try:
-        _wait_for_job_api(address, env, process)
-        yield address, env
+        yield _job_api(node), env
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        node.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _wait_for_job_api(address: str, env: dict[str, str], process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"ray start --head exited with {process.returncode}")
-        listed = subprocess.run(
-            [RAY, "job", "list", "--address", address], env=env, capture_output=True, text=True
-        )
-        if listed.returncode == 0:
-            return
-        time.sleep(2)
-    pytest.fail("the Ray head's job API did not come up")
+def _job_api(node: Any) -> str:
+    return f"http://127.0.0.1:{node.ports['dashboard-port']}"
 
 
 def _submit(address: str, env: dict[str, str], job_id: str, entrypoint: list[str]) -> str:

@@ -23,8 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,57 +33,6 @@ pytestmark = [pytest.mark.submit, pytest.mark.s3]
 
 RAY = str(Path(sys.executable).with_name("ray"))
 NF_DIST = [sys.executable, "-m", "nf_dist.cli"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(args: list[str], env: dict[str, str], temp_dir: str, ip: str) -> subprocess.Popen:
-    """``ray start ... --block`` in its own process group, every port chosen free."""
-    ports = [
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--dashboard-agent-grpc-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
-        f"--node-manager-port={_free_port()}",
-        f"--object-manager-port={_free_port()}",
-        # A head's Ray Client server defaults to 10001, which another Ray on this machine (or
-        # the job-submit test's head, still shutting down) may hold.
-        f"--ray-client-server-port={_free_port()}",
-    ]
-    command = [
-        RAY,
-        "start",
-        "--block",
-        f"--node-ip-address={ip}",
-        "--num-cpus=1",
-        f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
-        *ports,
-        *args,
-    ]
-    return subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 def _tree(root: int) -> list[tuple[int, str]]:
@@ -105,52 +55,56 @@ def _tree(root: int) -> list[tuple[int, str]]:
 
 
 @pytest.fixture
-def cluster(s3_endpoint: str) -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
-    """A head and a worker node on 127.0.0.1 with token auth; yields the GCS address, the
-    client environment and the worker node's ``ray start`` process."""
-    temp_dir = tempfile.mkdtemp(prefix="r2", dir="/tmp")  # short: Ray's socket paths are limited
+def cluster(
+    s3_endpoint: str, ray_node_starter: Callable[..., Any]
+) -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
+    """A head (127.0.0.2) and a worker node (127.0.0.3) with token auth; yields the GCS address,
+    the client environment and the worker node's ``ray start`` process."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="r2", dir="/tmp"))  # short: Ray's socket paths
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",  # a multi-node cluster (see the docstring)
-        "NF_DIST_CACHE": str(Path(temp_dir) / "cache"),
+        "NF_DIST_CACHE": str(temp_dir / "cache"),
     }
     env.pop("RAY_ADDRESS", None)
-    port = _free_port()
-    address = f"127.0.0.2:{port}"
-    head = _start(
-        ["--head", f"--port={port}", "--include-dashboard=false"],
+
+    def nodes_up(count: int, head_address: str | None = None) -> Callable[[Any], bool]:
+        def ready(node: Any) -> bool:
+            address = head_address or node.address
+            status = subprocess.run(
+                [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
+            )
+            return status.returncode == 0 and len(re.findall(r"node_", status.stdout)) >= count
+
+        return ready
+
+    head = ray_node_starter(
+        temp_dir / "head",
         env,
-        str(Path(temp_dir) / "head"),
-        "127.0.0.2",
+        nodes_up(1),
+        ip="127.0.0.2",
+        num_cpus=1,
+        options=("--include-dashboard=false",),
     )
     worker = None
     try:
-        _wait_for_nodes(address, env, 1, head)
-        worker = _start([f"--address={address}"], env, str(Path(temp_dir) / "worker"), "127.0.0.3")
-        _wait_for_nodes(address, env, 2, head)
-        yield address, env, worker
+        worker = ray_node_starter(
+            temp_dir / "worker",
+            env,
+            nodes_up(2, head.address),
+            ip="127.0.0.3",
+            num_cpus=1,
+            join=head.address,
+        )
+        yield head.address, env, worker.process
     finally:
         if worker is not None:
-            _stop(worker)
-        _stop(head)
+            worker.stop()
+        head.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _wait_for_nodes(address: str, env: dict[str, str], count: int, head: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if head.poll() is not None:
-            pytest.fail(f"ray start --head exited with {head.returncode}")
-        status = subprocess.run(
-            [RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True
-        )
-        if status.returncode == 0 and len(re.findall(r"node_", status.stdout)) >= count:
-            return
-        time.sleep(2)
-    pytest.fail(f"the cluster at {address} did not reach {count} nodes")
 
 
 # 94 s with its cluster on 2 AVX2 cores; the default suite's twin is test_bench_build's
