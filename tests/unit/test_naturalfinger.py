@@ -28,6 +28,7 @@ from nf_dist.fingerprint.naturalfinger import (
     screen,
     select_initial,
 )
+from nf_dist.fingerprint.naturalfinger.progress import copy_progress
 from nf_dist.models import create_classifier
 from nf_dist.models.gan import GanSpec, build_gan
 
@@ -382,6 +383,29 @@ def test_a_finished_optimisation_is_rescreened_without_descending_again(
         checkpointing=saving,
     )
     assert engine.calls == 4, "another step size is another run"
+
+
+def test_a_rescreen_starts_from_its_parents_descent_not_its_own_stale_one(
+    tiny_world: tuple, tmp_path: Path
+) -> None:
+    generator, _, positives, _ = tiny_world
+    config = NaturalFingerConfig(num_candidates=64, num_optimised=16, steps=4, batch_size=32)
+    z, y_gen, y_orig = select_initial(
+        generator, positives, *draw_candidates(Z_DIM, 10, config), config
+    )
+    y_adv = random_labels(y_orig, 10, seed=0)
+    parent = Checkpointing(str(tmp_path / "parent"), every=2)
+    first, _ = _optimise(tiny_world, z, y_gen, y_orig, y_adv, config, checkpointing=parent)
+    child = Checkpointing(str(tmp_path / "child"), every=2)
+    stale = replace(config, lr=0.25)  # the child's progress from an earlier, other descent
+    _optimise(tiny_world, z, y_gen, y_orig, y_adv, stale, checkpointing=child)
+    copy_progress(parent.uri, child.uri)
+    engine = _FailAt(tiny_world, 100)
+    rescreened = replace(config, screen_draws=3, screen_min_pass=0.8, num_fingerprints=5)
+    again, _ = _optimise(
+        tiny_world, z, y_gen, y_orig, y_adv, rescreened, engine=engine, checkpointing=child
+    )
+    assert engine.calls == 0 and torch.equal(again, first)
 
 
 def _optimise_first(world: tuple, n: int, config: NaturalFingerConfig) -> torch.Tensor:

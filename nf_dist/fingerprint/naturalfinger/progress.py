@@ -136,11 +136,11 @@ def load_progress(
 
 def copy_progress(source_uri: str, target_uri: str) -> None:
     """Start a run at ``target_uri`` from the optimisation saved at ``source_uri`` (a re-screen
-    of the same descent with other screening fields); nothing is done if the target has one
-    already. The tensors go first and the sidecar last, as :func:`save_progress` writes them,
-    so a torn copy is never taken for a checkpoint."""
-    if exists(target_uri + SIDECAR_SUFFIX):
-        return
+    of the same descent with other screening fields), replacing whatever the target holds: a
+    re-screen is asked for only when its set is made again, so the target's own progress is
+    from an earlier descent (a re-screen never descends further, and copying again is cheap).
+    The tensors go first and the sidecar last, as :func:`save_progress` writes them, so a torn
+    copy is never taken for a checkpoint."""
     if not exists(source_uri + SIDECAR_SUFFIX):
         raise CheckpointError(
             f"{source_uri}{SIDECAR_SUFFIX}: no saved optimisation to re-screen; generate that "
