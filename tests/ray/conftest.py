@@ -22,12 +22,6 @@ import pytest
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _free_ports(count: int) -> list[int]:
     """``count`` distinct free ports: every socket stays bound until all are chosen."""
     with contextlib.ExitStack() as stack:
@@ -138,7 +132,7 @@ def start_ray_node(
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1; sets AWS_ENDPOINT_URL and test credentials."""
-    port = _free_port()
+    (port,) = _free_ports(1)
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

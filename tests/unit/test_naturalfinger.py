@@ -354,15 +354,20 @@ def test_a_killed_optimisation_resumes_to_the_same_latents(
     assert history.loss == pytest.approx(whole_history.loss, rel=1e-5)
 
 
-def test_a_finished_optimisation_is_rescreened_without_descending_again(
-    tiny_world: tuple, tmp_path: Path
-) -> None:
+def _four_step_descent(tiny_world: tuple) -> tuple[NaturalFingerConfig, tuple]:
+    """A 4-step config and its selected latents and targets (z, y_gen, y_orig, y_adv)."""
     generator, _, positives, _ = tiny_world
     config = NaturalFingerConfig(num_candidates=64, num_optimised=16, steps=4, batch_size=32)
     z, y_gen, y_orig = select_initial(
         generator, positives, *draw_candidates(Z_DIM, 10, config), config
     )
-    y_adv = random_labels(y_orig, 10, seed=0)
+    return config, (z, y_gen, y_orig, random_labels(y_orig, 10, seed=0))
+
+
+def test_a_finished_optimisation_is_rescreened_without_descending_again(
+    tiny_world: tuple, tmp_path: Path
+) -> None:
+    config, (z, y_gen, y_orig, y_adv) = _four_step_descent(tiny_world)
     saving = Checkpointing(str(tmp_path / "progress"), every=2)
     first, _ = _optimise(tiny_world, z, y_gen, y_orig, y_adv, config, checkpointing=saving)
     rescreened = replace(config, screen_draws=3, screen_min_pass=0.8, num_fingerprints=5)
@@ -388,12 +393,7 @@ def test_a_finished_optimisation_is_rescreened_without_descending_again(
 def test_a_rescreen_starts_from_its_parents_descent_not_its_own_stale_one(
     tiny_world: tuple, tmp_path: Path
 ) -> None:
-    generator, _, positives, _ = tiny_world
-    config = NaturalFingerConfig(num_candidates=64, num_optimised=16, steps=4, batch_size=32)
-    z, y_gen, y_orig = select_initial(
-        generator, positives, *draw_candidates(Z_DIM, 10, config), config
-    )
-    y_adv = random_labels(y_orig, 10, seed=0)
+    config, (z, y_gen, y_orig, y_adv) = _four_step_descent(tiny_world)
     parent = Checkpointing(str(tmp_path / "parent"), every=2)
     first, _ = _optimise(tiny_world, z, y_gen, y_orig, y_adv, config, checkpointing=parent)
     child = Checkpointing(str(tmp_path / "child"), every=2)
