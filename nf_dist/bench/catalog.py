@@ -55,7 +55,9 @@ class CatalogRow:
     """One model as written in the catalog file.
 
     ``arch`` may be omitted for attacks that start from a parent (fine-tuning, pruning, noising,
-    adversarial training): the model keeps its parent's architecture.
+    adversarial training): the model keeps its parent's architecture. ``width`` overrides the
+    profile's width (``arch_width``, else ``width``) for a row that names its architecture, e.g.
+    a wider source and its twin; a row without ``arch`` keeps its parent's width.
     """
 
     id: str
@@ -63,6 +65,7 @@ class CatalogRow:
     attack: str
     recipe: str
     arch: str | None = None
+    width: float | None = None
     parent: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     data_half: Literal["a", "b"] = "a"
@@ -208,7 +211,7 @@ def resolve(spec: ProfileFile) -> Profile:
             arch=arch,
             width=resolved[row.parent].width
             if row.arch is None and row.parent
-            else spec.arch_width.get(arch, spec.width),
+            else row.width or spec.arch_width.get(arch, spec.width),
             stem_stride=resolved[row.parent].stem_stride
             if row.arch is None and row.parent
             else spec.arch_stem_stride.get(arch, spec.stem_stride),
@@ -302,6 +305,11 @@ def _check_row(
         raise ConfigError(f"{where}: parent {row.parent!r} is not in the catalog")
     if row.arch is None and row.parent is None:
         raise ConfigError(f"{where}: set `arch` (only models with a parent inherit it)")
+    if row.width is not None and (row.arch is None or not row.width > 0):
+        raise ConfigError(
+            f"{where}: width must be positive and set beside `arch` "
+            "(a model without `arch` keeps its parent's width)"
+        )
     unknown = sorted(set(row.params) - set(attack.param_names))
     if unknown:
         raise ConfigError(

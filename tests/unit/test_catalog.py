@@ -106,8 +106,9 @@ def test_the_reduced_bench_keeps_every_attack_and_role_with_the_cpu_rows() -> No
     higher = load_profile("cpu40_hq")
     assert [m.id for m in higher.all_models] == [m.id for m in reduced.all_models]
     assert {m.stem_stride for m in higher.models} == {1}
-    source = higher.by_id()["source"]
-    assert source.train.epochs == pytest.approx(2.4 * rows["source"].train.epochs)  # the probe's 24
+    student = higher.by_id()["distill-resnet34"]
+    assert student.train.epochs == pytest.approx(2.4 * rows["distill-resnet34"].train.epochs)
+    assert higher.by_id()["source"].train.epochs == 20  # width 0.5 reached 0.848 in 12 (probe)
     assert higher.by_id()["ftll"].train == reduced.by_id()["ftll"].train  # derived rows unchanged
 
 
@@ -235,6 +236,21 @@ SOURCE = {
         ([{**SOURCE, "id": ""}], "is not a safe name"),
         ([{**SOURCE, "id": "a\x00b"}], "is not a safe name"),
         ([{**SOURCE, "rol": "positive"}], "rol"),
+        ([{**SOURCE, "width": 0}], "model 's': width must be positive"),
+        (
+            [
+                SOURCE,
+                {
+                    "id": "t",
+                    "role": "positive",
+                    "attack": "finetune",
+                    "recipe": "finetune",
+                    "parent": "s",
+                    "width": 0.5,
+                },
+            ],
+            "model 't': width must be positive and set beside `arch`",
+        ),
     ],
 )
 def test_bad_catalogs_are_rejected_naming_the_row(
@@ -284,6 +300,16 @@ def test_per_architecture_settings_reach_the_rows_that_name_their_architecture()
     assert by_id["distill-densenet_bc"].train.epochs == pytest.approx(1.5 * base_epochs)
     # Rows that inherit their parent's architecture keep their own recipe untouched.
     assert by_id["ftal"].train.precision == "auto" and by_id["ftal"].stem_stride == 2
+
+
+def test_the_higher_level_widens_the_owners_model_and_its_twins_only() -> None:
+    by_id = load_profile("cpu40_hq").by_id()
+    twins = ("source", "mirror-source", "ens-ref-00-resnet18")
+    assert all(by_id[i].width == 0.5 and by_id[i].stem_stride == 1 for i in twins)
+    assert by_id["ftll"].width == 0.5 and by_id["mirror-adv-0.5"].width == 0.5  # inherited
+    # the other ResNet18s (students of independents, surrogates) keep the profile's width
+    assert by_id["indep-resnet34-distilled"].width == 0.25
+    assert by_id["ens-distill-00-resnet18"].width == 0.25
 
 
 @pytest.mark.parametrize(
