@@ -5,8 +5,10 @@ The driver resolves the catalog, skips models that are already committed and ver
 parent's sha256, so a rebuilt teacher rebuilds its students; a row from before that is rebuilt
 with a teacher rebuilt in the same build, and otherwise given its kept teacher's sha256), puts the
 decoded data splits into the object store once, and submits a task for every model whose parent
-is built. Each task trains its model with :func:`nf_dist.bench.zoo.build_model`, writes the
-weights, then commits its manifest row (the quickstart builds its zoo through the same path).
+is built. Each task trains its model with :func:`nf_dist.bench.zoo.build_model`, keeping an
+epoch checkpoint that a later attempt or build resumes from (:mod:`nf_dist.bench.partial`),
+writes the weights, then commits its manifest row (the quickstart builds its zoo through the
+same path).
 Failed attempts (an exception or a dead worker) are retried by the driver up to ``max_retries``
 times, so retries show in the log and in the metrics.
 
@@ -18,31 +20,24 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
-import torch
 from tqdm.auto import tqdm
 
-from nf_dist import __version__
 from nf_dist.bench.catalog import Profile, load_profile
 from nf_dist.bench.ensembles import mark_ensembles
 from nf_dist.bench.floors import FloorCheck, check_floors, source_id
 from nf_dist.bench.store import BenchStore
-from nf_dist.bench.zoo import ZooModel, build_model
-from nf_dist.config import to_dict
-from nf_dist.data.config import Splits, load_splits
+from nf_dist.bench.task import build_task
+from nf_dist.bench.zoo import ZooModel
+from nf_dist.data.config import load_splits
 from nf_dist.distributed.cluster import init_ray
 from nf_dist.errors import ConfigError, NfDistError
-from nf_dist.hardware import cpu_facts, resolve_precision
-from nf_dist.models.checkpoint import load_classifier, save_classifier
-from nf_dist.models.inference import accuracy
-from nf_dist.storage.checkpoints import SIDECAR_SUFFIX
-from nf_dist.storage.uri import absolute_uri, read_bytes, write_bytes_atomic
+from nf_dist.storage.uri import absolute_uri, write_bytes_atomic
 from nf_dist.telemetry import metrics
 
 logger = logging.getLogger(__name__)
@@ -94,11 +89,6 @@ class BuildReport:
         return [check for check in self.floors if check.below]
 
 
-def row_key(model: ZooModel) -> str:
-    """The canonical text of a resolved row; a committed model is reused only if it matches."""
-    return json.dumps(to_dict(model), sort_keys=True)
-
-
 def task_graph(profile: Profile, only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The tasks a build would run, parents first, with their resource asks (``--dry-run``)."""
     wanted = _with_ancestors(profile, only) if only else {m.id for m in profile.all_models}
@@ -129,69 +119,6 @@ def _with_ancestors(profile: Profile, only: tuple[str, ...]) -> set[str]:
             wanted.add(current)
             current = models[current].parent
     return wanted
-
-
-def build_one(
-    row: ZooModel, splits: Splits, output_uri: str, attempt: int, progress: bool = False
-) -> dict[str, Any]:
-    """Build, save and commit one model; returns its manifest row. Runs inside a Ray task."""
-    store = BenchStore(output_uri)
-    threads = max(1, int(row.num_cpus))
-    torch.set_num_threads(threads)
-    device = "cuda" if row.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-    parent, parent_sha256 = None, None
-    if row.parent is not None:
-        parent, parent_sidecar = load_classifier(store.model_stem(row.parent), device=device)
-        parent_sha256 = parent_sidecar["sha256"]
-    model, test_acc, seconds = build_model(row, parent, splits, progress=progress, device=device)
-    finetune_acc = accuracy(model, splits.finetune, device=device)
-    key = row_key(row)
-    stem = save_classifier(
-        model,
-        store.model_stem(row.id),
-        row=json.loads(key),
-        test_accuracy=test_acc,
-        finetune_accuracy=finetune_acc,
-        seconds=seconds,
-    )
-    sidecar = json.loads(read_bytes(stem + SIDECAR_SUFFIX))
-    manifest_row = {
-        "id": row.id,
-        "role": row.role,
-        "arch": row.arch,
-        "attack": row.attack,
-        "params": json.dumps(row.params, sort_keys=True),
-        "parent": row.parent,
-        "parent_sha256": parent_sha256,  # a rebuilt parent makes this row stale
-        "mirror_of": row.mirror_of,
-        "data_half": row.data_half,
-        "seed": row.seed,
-        "recipe": row.recipe,
-        "width": row.width,
-        "test_accuracy": test_acc,
-        "finetune_accuracy": finetune_acc,
-        "sha256": sidecar["sha256"],
-        "bytes": sidecar["bytes"],
-        "wall_s": round(seconds, 3),
-        "host": socket.gethostname(),
-        "cpu_model": cpu_facts().model,
-        "precision": resolve_precision(row.train.precision, device),
-        "attempt": attempt,
-        "nf_dist_version": __version__,
-        "row": key,
-    }
-    store.commit_row(manifest_row)
-    return manifest_row
-
-
-@ray.remote(max_retries=0)
-def _build_task(
-    row: ZooModel, splits: Splits, output_uri: str, attempt: int
-) -> dict[str, Any]:  # pragma: no cover - runs in a Ray worker
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return build_one(row, splits, output_uri, attempt)
 
 
 def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildReport:
@@ -349,7 +276,7 @@ def _run_tasks(
             options: dict[str, Any] = {"num_cpus": model.num_cpus, "name": f"build:{model_id}"}
             if model.num_gpus > 0:
                 options["num_gpus"] = model.num_gpus
-            ref = _build_task.options(**options).remote(model, splits_ref, store.uri, attempt)
+            ref = build_task.options(**options).remote(model, splits_ref, store.uri, attempt)
             running[ref] = model
 
     submit_ready()

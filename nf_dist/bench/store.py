@@ -6,6 +6,7 @@
     <uri>/models/<id>.safetensors weights (safe format only)
     <uri>/models/<id>.json        sidecar: architecture, row, accuracies, sha256
     <uri>/rows/<id>.json          the model's manifest row, written LAST
+    <uri>/partial/<id>.pt         epoch checkpoint of a model in training (nf_dist.bench.partial)
     <uri>/manifest.parquet        every committed row, rewritten atomically after each build
 
 A model counts as built only when its row file exists, its weights exist, and their sha256 equals
@@ -19,10 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -36,6 +35,7 @@ from nf_dist.storage.uri import (
     join,
     join_within,
     read_bytes,
+    remove,
     write_bytes_atomic,
 )
 
@@ -65,6 +65,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("section", pa.string()),  # "bench" (scored) or "ensemble" (generation only)
         ("agreement_with_source", pa.float64()),  # ensembles: test-set agreement
         ("attempt", pa.int64()),
+        ("resumed_epochs", pa.int64()),  # epochs restored from an epoch checkpoint (partial/)
         ("nf_dist_version", pa.string()),
         ("row", pa.string()),
     ]
@@ -80,6 +81,10 @@ class BenchStore:
     def model_stem(self, model_id: str) -> str:
         """Checkpoint stem of a model (weights at stem + ``.safetensors``)."""
         return join_within(self.uri, "models", check_name(model_id, "model id"))
+
+    def partial_uri(self, model_id: str) -> str:
+        """Where a model in training keeps its epoch checkpoint."""
+        return join_within(self.uri, "partial", f"{check_name(model_id, 'model id')}.pt")
 
     def row_uri(self, model_id: str) -> str:
         return join_within(self.uri, "rows", f"{check_name(model_id, 'model id')}.json")
@@ -97,11 +102,7 @@ class BenchStore:
         probe = join(self.uri, ".nf-dist-write-probe")
         try:
             write_bytes_atomic(probe, b"ok")
-            if is_remote(probe):
-                fs, path = fsspec.core.url_to_fs(probe)
-                fs.rm_file(path)
-            else:
-                os.remove(probe)
+            remove(probe)
         except Exception as exc:  # noqa: BLE001 - any failure here means "cannot write there"
             raise NfDistError(
                 f"cannot write to benchmark output {self.uri}: {type(exc).__name__}: {exc}. "

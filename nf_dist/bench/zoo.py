@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 
 from nf_dist.bench.attacks import ATTACKS, AttackData, ModelRecipe
+from nf_dist.bench.partial import EpochCheckpoints
 from nf_dist.data.config import Splits
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier
@@ -99,8 +100,11 @@ def build_model(
     *,
     progress: bool = False,
     device: str = "cpu",
+    checkpoints: EpochCheckpoints | None = None,
 ) -> tuple[Classifier, float, float]:
-    """Build one model by its attack; returns (model, test accuracy, seconds)."""
+    """Build one model by its attack; returns (model, test accuracy, seconds). ``checkpoints``
+    resumes a stopped build of it from its last epoch; the seconds then include the earlier
+    run's training."""
     started = time.perf_counter()
     if parent is not None:
         parent = parent.to(device)
@@ -108,6 +112,16 @@ def build_model(
     attack = ATTACKS.get(row.attack)()
     torch.manual_seed(row.seed)
     data = AttackData(splits.half(row.data_half), splits.finetune, splits.query)
-    model = attack(parent, data, recipe, progress=progress, seed=row.seed, device=device)
+    model = attack(
+        parent,
+        data,
+        recipe,
+        progress=progress,
+        seed=row.seed,
+        device=device,
+        checkpoints=checkpoints,
+    )
     seconds = time.perf_counter() - started
+    if checkpoints is not None:
+        seconds += checkpoints.earlier_seconds
     return model, accuracy(model, splits.test, device=device), seconds

@@ -90,12 +90,14 @@ class TrainProgress:
         rng_state: the data-order/augmentation generator's state.
         optimizer_state: the optimiser's ``state_dict()``.
         losses: mean loss of every finished epoch.
+        perturb_rng_state: the state of the supervision's ``generator``, where it has one.
     """
 
     step: int
     rng_state: dict
     optimizer_state: dict
     losses: list[float] = field(default_factory=list)
+    perturb_rng_state: torch.Tensor | None = None
 
 
 @dataclass
@@ -126,12 +128,15 @@ class Supervision:
         after_step: called after every optimiser step (e.g. to re-apply a pruning mask).
         perturb: ``perturb(model, inputs, targets) -> inputs`` replaces a hard-label batch before
             the forward pass (adversarial training); called with the model in train mode.
+        generator: the generator ``perturb`` draws from; its state is part of the loop's
+            :class:`TrainProgress`, so a resumed loop draws the same perturbations.
     """
 
     teacher: nn.Module | None = None
     parameters: Iterable[nn.Parameter] | None = None
     after_step: Callable[[], None] | None = None
     perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    generator: torch.Generator | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,8 @@ def train_classifier(
         rng.bit_generator.state = resume.rng_state
         optimizer.load_state_dict(resume.optimizer_state)
         result.losses = list(resume.losses)
+        if supervision.generator is not None and resume.perturb_rng_state is not None:
+            supervision.generator.set_state(resume.perturb_rng_state)
     autocast = bf16_autocast(config.precision, device)
     start = time.perf_counter()
     running, seen = 0.0, 0
@@ -221,7 +228,7 @@ def train_classifier(
                 result.losses.append(running / max(1, seen))
                 running, seen = 0.0, 0
                 if on_epoch_end is not None:
-                    on_epoch_end(_progress(step, rng, optimizer, result))
+                    on_epoch_end(_progress(step, rng, optimizer, result, supervision.generator))
             order = rng.permutation(len(data))
         batch = order[cursor * config.batch_size : (cursor + 1) * config.batch_size]
         images = random_crop_flip(data.images[batch], config.crop_padding, config.flip, rng)
@@ -272,8 +279,16 @@ def train_classifier(
 
 
 def _progress(
-    step: int, rng: np.random.Generator, optimizer: torch.optim.Optimizer, result: TrainResult
+    step: int,
+    rng: np.random.Generator,
+    optimizer: torch.optim.Optimizer,
+    result: TrainResult,
+    generator: torch.Generator | None,
 ) -> TrainProgress:
     return TrainProgress(
-        step, dict(rng.bit_generator.state), optimizer.state_dict(), list(result.losses)
+        step,
+        dict(rng.bit_generator.state),
+        optimizer.state_dict(),
+        list(result.losses),
+        generator.get_state() if generator is not None else None,
     )

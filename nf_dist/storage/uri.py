@@ -100,6 +100,18 @@ def read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"{uri}: no such file") from exc
 
 
+def remove(uri: str) -> None:
+    """Delete the file at ``uri``; a missing file is not an error."""
+    try:
+        if not is_remote(uri):
+            Path(uri).unlink()
+            return
+        fs, path = fsspec.core.url_to_fs(uri)
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri`` so readers see either nothing or the whole file."""
     if is_remote(uri):

@@ -272,30 +272,37 @@ def test_a_student_from_before_parents_were_recorded_is_rebuilt_with_its_teacher
     assert "indep-vgg13_bn-distilled" in report.built
 
 
-def test_a_worker_killed_mid_build_is_retried(tmp_path: Path, own_processes) -> None:
+def test_a_worker_killed_mid_model_is_retried_from_its_last_epoch(
+    tmp_path: Path, own_processes
+) -> None:
     uri = str(tmp_path / "killed")
+    partial = Path(uri, "partial", "source.pt")
     killed: list[int] = []
 
-    def kill_source_worker() -> None:
+    def kill_source_worker_after_an_epoch() -> None:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for pid in own_processes("ray::build:source"):
-                time.sleep(0.5)  # let it start training
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.05)
+        while time.monotonic() < deadline and not partial.exists():
+            time.sleep(0.02)
+        for pid in own_processes("ray::build:source"):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
-    killer = threading.Thread(target=kill_source_worker, daemon=True)
+    killer = threading.Thread(target=kill_source_worker_after_an_epoch, daemon=True)
     killer.start()
-    # A longer source task so the kill lands mid-training.
-    report = build_bench(
-        _config(uri, profile_overrides={"recipes": {"source": {"train": {"epochs": 6}}}})
-    )
+    # A longer source task, so the kill lands after its first epoch checkpoint and before its end.
+    longer = {"recipes": {"source": {"train": {"epochs": 8}}}}
+    report = build_bench(_config(uri, profile_overrides=longer))
     killer.join(timeout=5)
     assert killed, "the source task was never seen running"
     assert report.retries >= 1
     _assert_complete(uri)
+    assert not list(Path(uri, "partial").iterdir()), "committed models leave no partials"
+    # The retry trained on from the checkpoint to the model an uninterrupted build makes.
+    whole = str(tmp_path / "whole")
+    build_bench(_config(whole, profile_overrides=longer, only=("source",)))
+    resumed, uninterrupted = (BenchStore(u).read_row("source") or {} for u in (uri, whole))
+    assert resumed["resumed_epochs"] >= 1 and uninterrupted["resumed_epochs"] == 0
+    assert resumed["sha256"] == uninterrupted["sha256"]
 
 
 def test_smoke_builds_to_s3_and_resumes(bucket: str) -> None:

@@ -97,6 +97,7 @@ class AdversarialFineTune(Attack):
             model,
             data.finetune,
             perturb=perturb,
+            generator=generator,
             description=f"adv{ratio:g}",
         )
         return model

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from nf_dist.bench.partial import EpochCheckpoints
 from nf_dist.data.readers import ImageDataset
 from nf_dist.errors import ConfigError
 from nf_dist.models import Classifier, create_classifier
@@ -72,7 +73,10 @@ class Attack(ABC):
         progress: bool = False,
         seed: int = 0,
         device: str = "cpu",
+        checkpoints: EpochCheckpoints | None = None,
     ) -> Classifier:
+        """Build the model; ``checkpoints`` resumes its training from, and saves, epoch
+        boundaries (:mod:`nf_dist.bench.partial`)."""
         if self.needs_parent and parent is None:
             raise ConfigError(
                 f"attack {type(self).__name__} needs a parent model; set `parent` in the row"
@@ -86,6 +90,7 @@ class Attack(ABC):
                 dataset,
                 recipe.train,
                 Supervision(**supervision),
+                checkpoints.attach(model) if checkpoints is not None else None,
                 device=device,
                 progress=progress,
                 description=description,
