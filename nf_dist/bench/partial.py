@@ -34,11 +34,13 @@ class EpochCheckpoints:
         uri: where the partial lives (``BenchStore.partial_uri``).
         identity: what the partial must have been written for (the catalog row's canonical text
             and the parent's sha256); anything else is stale.
+        epochs: the recipe's epochs, for the progress line logged at every checkpoint.
     """
 
-    def __init__(self, uri: str, identity: dict[str, Any]) -> None:
+    def __init__(self, uri: str, identity: dict[str, Any], epochs: float | None = None) -> None:
         self.uri = uri
         self.identity = identity
+        self.epochs = epochs
         self.earlier_seconds = 0.0  # training time spent before a resume
         self.resumed_epochs = 0  # epochs restored from the partial
         self._attached = False
@@ -98,6 +100,14 @@ class EpochCheckpoints:
             buffer,
         )
         write_bytes_atomic(self.uri, buffer.getvalue())
+        logger.info(
+            "%s: epoch %d of %s checkpointed after %.0fs (loss %.3f)",
+            self.uri,
+            len(progress.losses),
+            f"{self.epochs:g}" if self.epochs is not None else "?",
+            seconds,
+            progress.losses[-1],
+        )
 
     def _load(self) -> dict[str, Any] | None:
         try:

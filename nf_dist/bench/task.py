@@ -46,7 +46,7 @@ def build_one(
         parent_sha256 = parent_sidecar["sha256"]
     key = row_key(row)
     checkpoints = EpochCheckpoints(
-        store.partial_uri(row.id), {"row": key, "parent_sha256": parent_sha256}
+        store.partial_uri(row.id), {"row": key, "parent_sha256": parent_sha256}, row.train.epochs
     )
     model, test_acc, seconds = build_model(
         row, parent, splits, progress=progress, device=device, checkpoints=checkpoints
