@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from nf_dist.bench.catalog import Profile, load_profile
 from nf_dist.bench.ensembles import mark_ensembles
 from nf_dist.bench.floors import FloorCheck, check_floors, source_id
-from nf_dist.bench.store import BenchStore
+from nf_dist.bench.store import BenchStore, built_from_parent
 from nf_dist.bench.task import build_task
 from nf_dist.bench.zoo import ZooModel
 from nf_dist.data.config import load_splits
@@ -149,7 +149,7 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     committed: dict[str, dict[str, Any]] = {}
     for model in todo:  # parents come first, so a stale parent is known before its children
         row = store.verified_row(model.id, model)
-        if row is not None and not _built_from_parent(row, committed):
+        if row is not None and not built_from_parent(row, committed):
             logger.info("%s: its parent %s changed since, will rebuild", model.id, model.parent)
             row = None
         if row is not None and model.parent is not None and row.get("parent_sha256") is None:
@@ -200,24 +200,6 @@ def build_bench(config: BuildConfig, profile: Profile | None = None) -> BuildRep
     return report
 
 
-def _built_from_parent(
-    row: dict[str, Any], committed: dict[str, dict[str, Any]], rebuilt: Collection[str] = ()
-) -> bool:
-    """Whether a committed row was derived from the parent weights committed now: its parent is
-    committed and hashes to the recorded ``parent_sha256``. A row from before parents were
-    recorded (no ``parent_sha256``) is stale only if its parent is rebuilt in this build
-    (``rebuilt``, or not committed yet because it is about to be)."""
-    parent = row.get("parent")
-    if parent is None:
-        return True
-    if parent not in committed:
-        return False
-    recorded = row.get("parent_sha256")
-    if recorded is None:
-        return parent not in rebuilt
-    return bool(committed[parent]["sha256"] == recorded)
-
-
 def _committed_rows(
     store: BenchStore,
     models: list[ZooModel],
@@ -234,7 +216,7 @@ def _committed_rows(
         row = store.read_row(model.id)
         if row is None or not store.built_from(row, model):
             continue
-        if not _built_from_parent(row, listed, rebuilt):
+        if not built_from_parent(row, listed, rebuilt):
             logger.warning(
                 "%s: built from an older or missing %s; left out of the manifest until a "
                 "build without --only (or with --only %s) rebuilds it",

@@ -79,6 +79,11 @@ class EpochCheckpoints:
 
         return LoopControl(resume=resume, on_epoch_end=save)
 
+    def peek(self) -> tuple[int, float] | None:
+        """``(epochs done, seconds spent)`` of a matching partial, else None; changes nothing."""
+        saved = self._load()
+        return None if saved is None else (len(saved["losses"]), float(saved["seconds"]))
+
     def clear(self) -> None:
         """Delete the partial (the model is committed)."""
         remove(self.uri)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Collection
 from typing import Any
 
 import pyarrow as pa
@@ -181,3 +182,21 @@ class BenchStore:
                 f"`nf-dist bench build --output {self.uri}`"
             ) from None
         return pq.read_table(pa.BufferReader(blob))
+
+
+def built_from_parent(
+    row: dict[str, Any], committed: dict[str, dict[str, Any]], rebuilt: Collection[str] = ()
+) -> bool:
+    """Whether a committed row was derived from the parent weights committed now: its parent is
+    committed and hashes to the recorded ``parent_sha256``. A row from before parents were
+    recorded (no ``parent_sha256``) is stale only if its parent is rebuilt in this build
+    (``rebuilt``, or not committed yet because it is about to be)."""
+    parent = row.get("parent")
+    if parent is None:
+        return True
+    if parent not in committed:
+        return False
+    recorded = row.get("parent_sha256")
+    if recorded is None:
+        return parent not in rebuilt
+    return bool(committed[parent]["sha256"] == recorded)

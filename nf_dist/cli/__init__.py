@@ -2,9 +2,10 @@
 
 Every :class:`~nf_dist.errors.NfDistError` and every expected I/O error (files, S3, Parquet,
 images) ends as one line ``nf-dist: error: ...`` on stderr and exit status 2; anything else is a
-bug and keeps its traceback. The console script leaves through :func:`run`, which exits without
-the interpreter's teardown after an error: torch and pyarrow tearing down together sometimes
-abort (status 134) after a message was already printed.
+bug and keeps its traceback; a reader that leaves early (``| head``) ends the command quietly.
+The console script leaves through :func:`run`, which exits without the interpreter's teardown
+after an error: torch and pyarrow tearing down together sometimes abort (status 134) after a
+message was already printed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nf_dist.errors import NfDistError
 
 logger = logging.getLogger("nf_dist")
 USER_ERROR = 2
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -49,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return HANDLERS[args.command](args)
+    except BrokenPipeError:
+        # Whoever read stdout has gone (``| head``): not the command's error. Point stdout at
+        # the null device so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_STATUS
     except expected_errors() as exc:
         message = str(exc).strip() or type(exc).__name__
         print(f"nf-dist: error: {message}", file=sys.stderr)

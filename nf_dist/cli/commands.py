@@ -89,6 +89,14 @@ def bench(args: argparse.Namespace) -> int:
     if args.bench_command == "plan":
         print(job.plan_json(profile) if args.json else "\n".join(job.plan_lines(profile)))
         return 0
+    output_uri = args.output or f"runs/bench/{profile.name}"
+    if args.bench_command == "status":
+        statuses = job.bench_status(profile, output_uri)
+        if args.json:
+            print(json.dumps(job.status_json(statuses), indent=1))
+        else:
+            print("\n".join(job.status_lines(profile, output_uri, statuses)))
+        return 0
     only = tuple(args.only)
     if args.dry_run:
         graph, summary = job.dry_run(profile, only)
@@ -97,7 +105,7 @@ def bench(args: argparse.Namespace) -> int:
         return 0
     config = job.BuildConfig(
         profile=args.profile,
-        output_uri=args.output or f"runs/bench/{profile.name}",
+        output_uri=output_uri,
         address=args.address,
         num_cpus=args.num_cpus,
         max_retries=args.max_retries,

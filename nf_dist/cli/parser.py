@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-shards", type=int, help="shard actors for --engine ray (sharding.num_shards)"
     )
 
-    bench = sub.add_parser("bench", help="FingerBench: plan or build the benchmark on Ray")
+    bench = sub.add_parser(
+        "bench", help="FingerBench: plan, build (on Ray) or follow a build of the benchmark"
+    )
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     plan = bench_sub.add_parser("plan", help="print a profile's resolved catalog")
     plan.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
@@ -104,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the task graph and resources, build nothing"
     )
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    status = bench_sub.add_parser(
+        "status", help="where a build stands: built, in training (epoch k of n), waiting"
+    )
+    status.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
+    status.add_argument("--output", help="the build's output URI (default runs/bench/<profile>)")
+    status.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the profile overrides the build was given",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object per model")
 
     evaluate = sub.add_parser(
         "evaluate", help="query every benchmark suspect with fingerprint sets; ARUC and margins"

@@ -1,8 +1,9 @@
-"""FingerBench as a job: ``nf-dist bench plan`` and ``nf-dist bench build``.
+"""FingerBench as a job: ``nf-dist bench plan``, ``nf-dist bench build``, ``nf-dist bench status``.
 
 The catalog (:mod:`nf_dist.bench.catalog`) and the Ray build (:mod:`nf_dist.bench.build`) live
 with the benchmark; this module is what the command line runs: a profile's plan as text or JSON,
-the dry-run task graph, and the build with its report.
+the dry-run task graph, the build with its report, and where a build stands
+(:mod:`nf_dist.bench.status`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,18 @@ from typing import Any
 
 from nf_dist.bench.build import BuildConfig, BuildReport, build_bench, task_graph
 from nf_dist.bench.catalog import Profile, load_profile
+from nf_dist.bench.status import bench_status, status_json, status_lines
 
-__all__ = ["BuildConfig", "BuildReport", "build_bench", "describe_build", "load_profile"]
+__all__ = [
+    "BuildConfig",
+    "BuildReport",
+    "bench_status",
+    "build_bench",
+    "describe_build",
+    "load_profile",
+    "status_json",
+    "status_lines",
+]
 
 
 def plan_lines(profile: Profile) -> list[str]:

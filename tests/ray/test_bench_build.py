@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from nf_dist import bench
@@ -89,6 +90,49 @@ def test_metrics_endpoint_counts_the_build(built_local) -> None:
     assert built >= SMOKE_IDS
     seconds = families["nf_bench_model_build_seconds"]
     assert any(s.labels.get("attack") == "knockoff" for s in seconds.samples)
+
+
+def test_status_follows_a_build_model_by_model(built_local, tmp_path: Path, capsys) -> None:
+    from nf_dist.bench.catalog import load_profile
+    from nf_dist.bench.partial import EpochCheckpoints
+    from nf_dist.bench.status import bench_status
+    from nf_dist.bench.task import row_key
+    from nf_dist.cli import main
+    from nf_dist.models import create_classifier
+    from nf_dist.models.training import TrainProgress
+
+    uri = str(tmp_path / "copy")
+    shutil.copytree(built_local[0], uri)  # the shared bench stays as built
+    profile = load_profile("smoke")
+    manifest = {r["id"]: r for r in bench.load(uri).manifest.to_pylist()}
+    assert {m.id: (m.state, m.test_accuracy) for m in bench_status(profile, uri)} == {
+        i: ("built", r["test_accuracy"]) for i, r in manifest.items()
+    }
+    # The source stopped after 3 of its epochs: it is in training, its children will be rebuilt.
+    store, source = BenchStore(uri), profile.by_id()["source"]
+    Path(store.row_uri("source")).unlink()
+    model = create_classifier(source.arch, width=source.width, stem_stride=source.stem_stride)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    progress = TrainProgress(30, {}, optimizer.state_dict(), [2.3, 2.1, 1.9])
+    identity = {"row": row_key(source), "parent_sha256": None}
+
+    def checkpoint(identity: dict) -> None:  # what the source's task saves after an epoch
+        save = EpochCheckpoints(store.partial_uri("source"), identity).attach(model).on_epoch_end
+        assert save is not None
+        save(progress)
+
+    checkpoint(identity)
+    status = {m.id: m for m in bench_status(profile, uri)}
+    assert (status["source"].state, status["source"].epochs_done) == ("training", 3)
+    children = {m.id for m in profile.all_models if m.parent == "source"}
+    assert children and all(status[i].state == "rebuild" for i in children)
+    assert all(m.state == "built" for i, m in status.items() if i not in children | {"source"})
+    # A checkpoint of another row is not one a build resumes from.
+    checkpoint({**identity, "row": row_key(replace(source, seed=source.seed + 1))})
+    assert main(["bench", "status", "--profile", "smoke", "--output", uri, "--json"]) == 0
+    printed = {m["id"]: m for m in json.loads(capsys.readouterr().out)}
+    assert printed["source"]["state"] == "waiting"
+    assert printed["ftll"]["state"] == "rebuild" and printed["ftll"]["epochs"] > 0
 
 
 def test_rebuilds_only_what_is_missing_or_corrupt(built_local) -> None:

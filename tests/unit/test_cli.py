@@ -26,6 +26,19 @@ def test_help(command: list[str]) -> None:
     assert "usage: nf-dist" in out.stdout
 
 
+def test_a_reader_that_leaves_early_is_not_an_error() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nf_dist.cli", "bench", "plan", "--profile", "paper"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # gone before the command prints: as `nf-dist ... | head -0`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "error" not in stderr and "Traceback" not in stderr
+
+
 def test_config_typo_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "train.yaml"
     config.write_text("trian: {epochs: 1}\n")
