@@ -1,5 +1,6 @@
 """Typed configs: unknown keys named, types checked, overrides applied, YAML round trip."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,16 +120,22 @@ def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
         ), key
 
 
-def test_the_trend_experiment_names_its_profiles_models_and_valid_sets() -> None:
-    """The quality trend's experiment generates from the cpu40 profile's ensembles only, scores
-    validation suspects of its benchmark section, and every set's settings load."""
+@pytest.mark.parametrize(
+    ("file", "profile_name"), [("trend_cpu40.yaml", "cpu40"), ("trend_cpu40_hq.yaml", "cpu40_hq")]
+)
+def test_the_trend_experiment_names_its_profiles_models_and_valid_sets(
+    file: str, profile_name: str
+) -> None:
+    """Each level of the quality trend's experiment generates from its profile's ensembles only,
+    scores validation suspects of its benchmark section, and every set's settings load."""
     from nf_dist.bench.catalog import load_profile
     from nf_dist.fingerprint.methods import METHODS
     from nf_dist.pipelines.experiment import ExperimentConfig
 
     jobs = Path(__file__).resolve().parents[2] / "jobs" / "configs"
-    config = load_config(ExperimentConfig, jobs / "trend_cpu40.yaml")
-    profile = load_profile("cpu40")
+    config = load_config(ExperimentConfig, jobs / file)
+    assert config.models.bench_uri == f"runs/bench/{profile_name}"
+    profile = load_profile(profile_name)
     surrogates = {m.id for m in profile.ensembles if m.role == "positive"}
     references = {m.id for m in profile.ensembles if m.role == "negative"}
     assert config.models.positives[0] == "source"
@@ -139,3 +146,20 @@ def test_the_trend_experiment_names_its_profiles_models_and_valid_sets() -> None
     for name, spec in config.sets.items():
         from_dict(METHODS.get(spec.method).config_class, spec.config, where=name)
     assert {spec.method for spec in config.sets.values()} >= {"naturalfinger", "cae", "akh"}
+
+
+def test_the_higher_level_runs_the_first_levels_experiment() -> None:
+    """The same models, suspects, budgets and set settings at both levels, less the two agree75
+    sets (a no-op while 500 candidates agree on every positive; see the config)."""
+    from nf_dist.pipelines.experiment import ExperimentConfig
+
+    jobs = Path(__file__).resolve().parents[2] / "jobs" / "configs"
+    first = load_config(ExperimentConfig, jobs / "trend_cpu40.yaml")
+    higher = load_config(ExperimentConfig, jobs / "trend_cpu40_hq.yaml")
+    assert higher.output_uri != first.output_uri
+    assert higher.models == replace(first.models, bench_uri="runs/bench/cpu40_hq")
+    assert higher.validation_models == first.validation_models
+    assert higher.budgets == first.budgets
+    dropped = {"naturalfinger-agree75", "naturalfinger-agree75-conferrable"}
+    assert set(higher.sets) == set(first.sets) - dropped
+    assert all(higher.sets[name] == first.sets[name] for name in higher.sets)
