@@ -4,9 +4,10 @@ A from-scratch or student row can train for an hour or more on a CPU. After ever
 task writes ``<uri>/partial/<id>.pt`` (one atomic write; see :mod:`nf_dist.bench.store`); the next
 build of the same row, from the same parent weights, loads it and trains on from that epoch with
 the data order, augmentation, optimiser, torch's global generator (dropout) and the attack's own
-(PGD starts) where they were, so the resumed model equals the uninterrupted one. A partial
-written for another row or another parent is ignored and replaced; a committed model deletes its
-partial.
+(PGD starts) where they were, so the resumed model equals the uninterrupted one on a CPU (on a
+GPU the CUDA generator and kernels are not replayed: equivalent, not identical). A partial
+written for another row or parent, or one that does not fit the model, is ignored and replaced;
+a committed model deletes its partial.
 
 Loading uses ``torch.load(weights_only=True)``: tensors and plain containers, never code.
 """
@@ -52,6 +53,13 @@ class EpochCheckpoints:
             raise RuntimeError(f"{self.uri}: epoch checkpoints cover one training loop per model")
         self._attached = True
         saved = self._load()
+        if saved is not None and not _fits(saved, model):
+            logger.warning(
+                "%s: does not fit the model being built (another nf-dist version?); "
+                "training from the start",
+                self.uri,
+            )
+            saved = None
         resume = None
         if saved is not None:
             model.load_state_dict(saved["model"])
@@ -128,3 +136,28 @@ class EpochCheckpoints:
             logger.info("%s: written for another row or parent; training from the start", self.uri)
             return None
         return saved
+
+
+_FIELDS = (
+    "model",
+    "torch_rng",
+    "step",
+    "rng_state",
+    "optimizer_state",
+    "losses",
+    "perturb_rng_state",
+    "seconds",
+)
+
+
+def _fits(saved: dict[str, Any], model: nn.Module) -> bool:
+    """Whether a partial has every field and exactly the model's tensors (names and shapes),
+    checked before anything is loaded: a failed ``load_state_dict`` can leave a model half
+    overwritten."""
+    if any(name not in saved for name in _FIELDS) or not isinstance(saved["model"], dict):
+        return False
+    wanted = model.state_dict()
+    return set(saved["model"]) == set(wanted) and all(
+        isinstance(tensor, torch.Tensor) and tensor.shape == wanted[name].shape
+        for name, tensor in saved["model"].items()
+    )

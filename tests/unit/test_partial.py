@@ -123,6 +123,21 @@ def test_a_partial_that_would_run_code_is_refused_and_training_starts_over(
     _assert_same(fresh, _build(parent, data, None))
 
 
+def test_a_partial_that_does_not_fit_the_model_is_not_loaded_into_it(
+    parent, data, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    uri = str(tmp_path / "adv-0.5.pt")
+    wider = create_classifier("resnet18", width=0.25, stem_stride=2)
+    optimizer = torch.optim.SGD(wider.parameters(), lr=0.1)
+    save = EpochCheckpoints(uri, IDENTITY).attach(wider).on_epoch_end
+    assert save is not None
+    save(TrainProgress(3, {}, optimizer.state_dict(), [2.0]))  # same row, another model's shapes
+    with caplog.at_level(logging.WARNING, logger="nf_dist.bench.partial"):
+        fresh = _build(parent, data, EpochCheckpoints(uri, IDENTITY))
+    assert "does not fit the model" in caplog.text
+    _assert_same(fresh, _build(parent, data, None))
+
+
 def test_checkpoints_cover_one_training_loop(parent, tmp_path: Path) -> None:
     checkpoints = EpochCheckpoints(str(tmp_path / "x.pt"), IDENTITY)
     checkpoints.attach(parent)
