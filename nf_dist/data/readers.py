@@ -130,10 +130,9 @@ def read_parquet(uri: str, image_size: int | None = None) -> ImageDataset:
     else:
         classes = tuple(str(i) for i in range(int(labels.max(initial=-1)) + 1))
     blobs = _image_bytes(table.column("img"), uri)
-    images = [
-        _decode(blob, image_size, f"{uri} row {i}")
-        for i, blob in enumerate(tqdm(blobs, desc=f"decode {Path(uri).name}", leave=False))
-    ]
+    # disable=None: a bar on a terminal only, never in a log file or a Ray worker's output
+    bar = tqdm(blobs, desc=f"decode {Path(uri).name}", leave=False, disable=None)
+    images = [_decode(blob, image_size, f"{uri} row {i}") for i, blob in enumerate(bar)]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise DataError(f"{uri}: images have different sizes {sorted(shapes)[:3]}; set image_size")

@@ -25,8 +25,11 @@ def _write(path: Path, images: list[bytes], labels: list[int], **extra: list) ->
     pq.write_table(pa.table({"img": images, "label": labels, **extra}), path)
 
 
-def test_reads_real_cifar_and_caches(cifar_test_uri: str, tmp_path: Path) -> None:
+def test_reads_real_cifar_and_caches(
+    cifar_test_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = load_dataset(cifar_test_uri, cache_dir=tmp_path)
+    assert "decode" not in capsys.readouterr().err  # no progress bar off a terminal (logs)
     assert data.images.shape == (10_000, 32, 32, 3) and data.images.dtype == np.uint8
     assert np.bincount(data.labels).tolist() == [1000] * 10
     assert data.classes[0] == "airplane"
