@@ -11,18 +11,23 @@ from nf_dist import __version__
 PROTOCOL_CHOICES = ("nfdist", "oip-v2", "kserve-v1", "raw-image")
 
 
-def _add_config_args(
-    parser: argparse.ArgumentParser, default_help: str, *, smoke: bool = True
-) -> None:
-    parser.add_argument("--config", help=f"YAML config ({default_help})")
+def add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set lr=0.1",
+        help=help_text,
     )
+
+
+def _add_config_args(
+    parser: argparse.ArgumentParser, default_help: str, *, smoke: bool = True
+) -> None:
+    parser.add_argument("--config", help=f"YAML config ({default_help})")
+    add_overrides(parser, "override a config value, e.g. --set lr=0.1")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     if not smoke:  # the quickstart is already the smallest whole run
         return
@@ -94,14 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--metrics-port", type=int, help="serve Prometheus /metrics on this port (0: any)"
     )
-    build.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile value, e.g. --set data.half_size=5000",
-    )
+    add_overrides(build, "override a profile value, e.g. --set data.half_size=5000")
     build.add_argument(
         "--dry-run", action="store_true", help="print the task graph and resources, build nothing"
     )
@@ -111,14 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--profile", default="smoke", help="paper, cpu, smoke or a catalog YAML")
     status.add_argument("--output", help="the build's output URI (default runs/bench/<profile>)")
-    status.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="the profile overrides the build was given",
-    )
+    add_overrides(status, "the profile overrides the build was given")
     status.add_argument("--json", action="store_true", help="print one JSON object per model")
 
     evaluate = sub.add_parser(
