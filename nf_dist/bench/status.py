@@ -35,6 +35,8 @@ class ModelStatus:
         epochs_done: epochs in the checkpoint (``training``).
         seconds: training seconds, recorded (``built``) or spent so far (``training``).
         test_accuracy: of a built model.
+        seconds_left: of a model in training, its epochs to go at its own seconds per epoch so
+            far (an estimate: a resumed model's first epoch also loads its data).
     """
 
     id: str
@@ -44,6 +46,7 @@ class ModelStatus:
     epochs_done: int | None = None
     seconds: float | None = None
     test_accuracy: float | None = None
+    seconds_left: float | None = None
 
 
 def bench_status(profile: Profile, output_uri: str) -> list[ModelStatus]:
@@ -75,8 +78,17 @@ def bench_status(profile: Profile, output_uri: str) -> list[ModelStatus]:
             partial = EpochCheckpoints(store.partial_uri(model.id), identity).peek()
         if partial is not None:
             done, seconds = partial
+            left = max(model.train.epochs - done, 0.0) * seconds / done if done else None
             statuses.append(
-                ModelStatus(model.id, section, "training", model.train.epochs, done, seconds)
+                ModelStatus(
+                    model.id,
+                    section,
+                    "training",
+                    model.train.epochs,
+                    done,
+                    seconds,
+                    seconds_left=left,
+                )
             )
         else:
             state: State = "rebuild" if store.read_row(model.id) is not None else "waiting"
@@ -99,6 +111,8 @@ def status_lines(profile: Profile, output_uri: str, statuses: list[ModelStatus])
             detail = f"test acc {m.test_accuracy:.3f}, {m.seconds:,.0f}s"
         elif m.state == "training":
             detail = f"epoch {m.epochs_done} of {m.epochs:g} done, {m.seconds:,.0f}s so far"
+            if m.seconds_left is not None:
+                detail += f", about {m.seconds_left:,.0f}s to go"
         else:
             detail = f"{m.epochs:g} epochs"
         lines.append(f"  {m.id:<34} {m.section:<8} {m.state:<8} {detail}")
