@@ -71,7 +71,7 @@ def forecast(base: Profile, base_uri: str, profile: Profile, uri: str) -> dict[s
             if base_row is None:
                 raise SystemExit(f"{status.id} is not built in the base bench; build it first")
             layout = layout_change(model, base_model)
-            same = model.width == base_model.width and layout[1] == layout[2]
+            same = (model.width, model.stem_stride) == (base_model.width, base_model.stem_stride)
             factor = 1.0 if same else factors.get(layout)
             if factor is None:
                 raise SystemExit(f"no row built at both levels measures layout {layout} yet")
