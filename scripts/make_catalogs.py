@@ -493,8 +493,8 @@ _HQ_SCALED = (
 )
 
 
-def _longer(recipe: dict[str, Any]) -> dict[str, Any]:
-    return {**recipe, "train": {**recipe["train"], "epochs": recipe["train"]["epochs"] * _HQ_SCALE}}
+def _scaled(recipe: dict[str, Any], scale: float) -> dict[str, Any]:
+    return {**recipe, "train": {**recipe["train"], "epochs": recipe["train"]["epochs"] * scale}}
 
 
 PROFILES["cpu40_hq"] = {
@@ -507,12 +507,31 @@ PROFILES["cpu40_hq"] = {
     "arch_stem_stride": {},
     "recipes": {
         **{
-            name: _longer(recipe) if name in _HQ_SCALED else recipe
+            name: _scaled(recipe, _HQ_SCALE) if name in _HQ_SCALED else recipe
             for name, recipe in PROFILES["cpu"]["recipes"].items()
         },
         "source": {"train": train(20, 0.2, label_smoothing=0.2, crop_padding=2)},
     },
     "source_width": 0.5,
+}
+
+
+# A lower quality level, for a trend that one session on two cores can measure: the cpu40 rows
+# with every schedule that trains from scratch or distils (the source's included) halved, and
+# nothing else changed: the same architectures, widths and stems, so a latent step costs what
+# it costs at cpu40 and quality is the only thing that moves. The higher level above needs
+# about 30 h of two-core training (benchmarks/quality_trend/results/builds/cpu40_hq_forecast.md).
+_LQ_SCALE = 0.5
+
+PROFILES["cpu40_lq"] = {
+    **PROFILES["cpu40"],
+    "description": "The quality trend's reduced FingerBench below the cpu profile's quality: "
+    "the cpu40 rows and ensembles with every from-scratch, source and student schedule halved; "
+    "architectures, widths and stems unchanged.",
+    "recipes": {
+        name: _scaled(recipe, _LQ_SCALE) if name in (*_HQ_SCALED, "source") else recipe
+        for name, recipe in PROFILES["cpu"]["recipes"].items()
+    },
 }
 
 

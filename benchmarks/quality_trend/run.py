@@ -120,20 +120,46 @@ def level_row(
         }
         for name, result in methods.items()
     }
-    baselines = {n: s for n, s in sets.items() if not n.startswith("naturalfinger")}
-    best_baseline = max(baselines, key=lambda n: baselines[n]["aruc"]) if baselines else None
     return {
         "bench_uri": metrics["bench_uri"],
         "source_test_accuracy": source_accuracy,
         "student_agreement": agreement,
         "mean_student_agreement": sum(agreement.values()) / len(agreement) if agreement else None,
         **(context or {}),
+        **verdict(sets, ours),
+        "sets": sets,
+    }
+
+
+def verdict(sets: dict[str, dict], ours: str) -> dict[str, Any]:
+    """``ours``, the best baseline by held-out ARUC, and whether ours' 95% interval lies above
+    that baseline's point estimate."""
+    baselines = {n: s for n, s in sets.items() if not n.startswith("naturalfinger")}
+    best_baseline = max(baselines, key=lambda n: baselines[n]["aruc"]) if baselines else None
+    return {
         "ours": ours,
         "best_baseline": best_baseline,
         "ours_interval_above_every_baseline": best_baseline is None
         or sets[ours]["aruc_ci95"][0] > sets[best_baseline]["aruc"],
-        "sets": sets,
     }
+
+
+def same_candidates(levels: dict[str, dict]) -> list[str]:
+    """Where the levels made different NaturalFinger sets, choose ``ours`` at every level among
+    the sets all of them made (by validation ARUC, as the rule says), so that the trend follows
+    one choice rule over one candidate list. Returns that list."""
+    names = [
+        {n for n in level["sets"] if n.startswith("naturalfinger")} for level in levels.values()
+    ]
+    common = sorted(set.intersection(*names))
+    if not common:
+        raise ValueError("the levels share no NaturalFinger set to compare")
+    for level in levels.values():
+        validation = {
+            n: {"validation": {"aruc": level["sets"][n]["validation_aruc"]}} for n in common
+        }
+        level.update(verdict(level["sets"], choose_ours(validation)))
+    return common
 
 
 def bench_facts(bench_uri: str) -> tuple[float, dict[str, float], dict[str, Any]]:
@@ -174,6 +200,8 @@ def plot(levels: dict[str, dict], path: Path) -> None:
     order = sorted(levels, key=lambda k: levels[k]["source_test_accuracy"])
     xs = [levels[k]["source_test_accuracy"] for k in order]
     figure, axis = plt.subplots(figsize=(6, 4))
+    ours = [levels[k]["sets"][levels[k]["ours"]]["aruc"] for k in order]
+    axis.plot(xs, ours, marker="s", color="black", linewidth=2.5, label="ours (validation choice)")
     for name in names:
         ys = [levels[k]["sets"].get(name, {}).get("aruc") for k in order]
         if None in ys:
@@ -190,7 +218,16 @@ def plot(levels: dict[str, dict], path: Path) -> None:
 def markdown(record: dict[str, Any]) -> str:
     lines = ["# The quality trend: held-out ARUC at two model-quality levels", ""]
     lines += [f"Command: `{record['command']}`", f"Machine: {record['machine']['cpu_model']}", ""]
+    if "candidates" in record:
+        lines += [
+            "`ours` at every level: of the NaturalFinger sets every level made ("
+            + ", ".join(record["candidates"])
+            + "), the one with the highest validation ARUC.",
+            "",
+        ]
     for name, level in record["levels"].items():
+        if "from_record" in level:
+            lines += [f"({name} from `{level['from_record']}`, made by `{level['made_by']}`.)", ""]
         lines.append(
             f"## {name}: source test accuracy {level['source_test_accuracy']:.3f}, students' "
             f"mean test-set agreement with it {level['mean_student_agreement'] or 0:.3f}"
@@ -234,9 +271,25 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def recorded_level(path: Path) -> dict[str, Any]:
+    """The one level an earlier run's ``quality_trend.json`` holds, with where it came from."""
+    earlier = json.loads(path.read_text())
+    if len(earlier["levels"]) != 1:
+        raise ValueError(f"{path} holds {len(earlier['levels'])} levels; give a record of one")
+    (level,) = earlier["levels"].values()
+    return {**level, "from_record": str(path), "made_by": earlier["command"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--level", action="append", required=True, metavar="NAME=EXPERIMENT_DIR")
+    parser.add_argument("--level", action="append", default=[], metavar="NAME=EXPERIMENT_DIR")
+    parser.add_argument(
+        "--record",
+        action="append",
+        default=[],
+        metavar="NAME=QUALITY_TREND_JSON",
+        help="a level summarised by an earlier run (its bench need not be on disk)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     levels = {}
@@ -255,12 +308,19 @@ def main(argv: list[str] | None = None) -> int:
             context=context,
             accuracy={r["id"]: r["test_accuracy"] for r in load(metrics["bench_uri"]).rows()},
         )
-    record = {
+    for spec in args.record:
+        name, _, path = spec.partition("=")
+        levels[name] = recorded_level(Path(path))
+    if not levels:
+        parser.error("give at least one --level or --record")
+    record: dict[str, Any] = {
         "command": "python -m benchmarks.quality_trend.run "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "levels": levels,
     }
+    if len(levels) > 1:
+        record["candidates"] = same_candidates(levels)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "quality_trend.json").write_text(json.dumps(record, indent=2))
     (args.output / "quality_trend.md").write_text(markdown(record))

@@ -110,6 +110,15 @@ def test_the_reduced_bench_keeps_every_attack_and_role_with_the_cpu_rows() -> No
     assert student.train.epochs == pytest.approx(2.4 * rows["distill-resnet34"].train.epochs)
     assert higher.by_id()["source"].train.epochs == 20  # width 0.5 reached 0.848 in 12 (probe)
     assert higher.by_id()["ftll"].train == reduced.by_id()["ftll"].train  # derived rows unchanged
+    # the lower level: the same rows and layout, every schedule from scratch or by distillation
+    # halved (the source's included), derived rows unchanged
+    lower, cpu40 = load_profile("cpu40_lq").by_id(), {m.id: m for m in reduced.all_models}
+    assert list(lower) == list(cpu40)
+    for model_id, row in lower.items():
+        base = cpu40[model_id]
+        assert (row.arch, row.width, row.stem_stride) == (base.arch, base.width, base.stem_stride)
+        halved = row.recipe in ("source", "scratch", "student", "knockoff")
+        assert row.train.epochs == pytest.approx(base.train.epochs / (2 if halved else 1))
 
 
 def test_ensemble_rows_are_checked_like_benchmark_rows(tmp_path: Path) -> None:

@@ -121,7 +121,12 @@ def test_cpu_job_configs_share_models_and_the_chosen_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("file", "profile_name"), [("trend_cpu40.yaml", "cpu40"), ("trend_cpu40_hq.yaml", "cpu40_hq")]
+    ("file", "profile_name"),
+    [
+        ("trend_cpu40.yaml", "cpu40"),
+        ("trend_cpu40_hq.yaml", "cpu40_hq"),
+        ("trend_cpu40_lq.yaml", "cpu40_lq"),
+    ],
 )
 def test_the_trend_experiment_names_its_profiles_models_and_valid_sets(
     file: str, profile_name: str
@@ -163,3 +168,9 @@ def test_the_higher_level_runs_the_first_levels_experiment() -> None:
     dropped = {"naturalfinger-agree75", "naturalfinger-agree75-conferrable"}
     assert set(higher.sets) == set(first.sets) - dropped
     assert all(higher.sets[name] == first.sets[name] for name in higher.sets)
+    # the lower level: the first level's chosen set and its re-screen, and every baseline
+    lower = load_config(ExperimentConfig, jobs / "trend_cpu40_lq.yaml")
+    assert lower.models == replace(first.models, bench_uri="runs/bench/cpu40_lq")
+    assert (lower.validation_models, lower.budgets) == (first.validation_models, first.budgets)
+    assert set(lower.sets) == set(higher.sets) - {"naturalfinger"}
+    assert all(lower.sets[name] == first.sets[name] for name in lower.sets)

@@ -84,3 +84,29 @@ def test_mistake_agreement_counts_only_the_sources_mistakes() -> None:
     assert group_of({**row, "mirror_of": "source"}) == "mirror"
     assert group_of({**row, "section": "ensemble"}) == "references"
     assert group_of({**row, "role": "positive", "attack": "prune"}) is None
+
+
+def test_levels_with_different_sets_choose_ours_among_the_shared_ones(
+    metrics: dict, tmp_path: Path
+) -> None:
+    from benchmarks.quality_trend.run import recorded_level, same_candidates
+
+    best, other = "naturalfinger-offclass-margin-500-nod", "naturalfinger"
+    kept = {"methods": {n: metrics["methods"][n] for n in (best, other, "metafinger", "akh")}}
+    first = level_row({**metrics, **kept}, 0.77, {})
+    assert first["ours"] == best
+    # the second level made only `other`: both levels then choose among `other` alone
+    lower = {**first, "sets": {k: v for k, v in first["sets"].items() if k != best}}
+    levels = {"cpu": first, "lq": lower}
+    assert same_candidates(levels) == [other]
+    assert first["ours"] == lower["ours"] == other
+    assert first["best_baseline"] == "metafinger"
+    with pytest.raises(ValueError, match="share no NaturalFinger set"):
+        same_candidates({"a": first, "b": {**first, "sets": {"akh": first["sets"]["akh"]}}})
+    # a level summarised by an earlier run comes back whole, with where it came from
+    path = tmp_path / "quality_trend.json"
+    path.write_text(json.dumps({"command": "made it", "levels": {"cpu": first}}))
+    assert recorded_level(path) == {**first, "from_record": str(path), "made_by": "made it"}
+    path.write_text(json.dumps({"command": "made it", "levels": levels}))
+    with pytest.raises(ValueError, match="holds 2 levels"):
+        recorded_level(path)
