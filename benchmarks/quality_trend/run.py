@@ -147,7 +147,8 @@ def verdict(sets: dict[str, dict], ours: str) -> dict[str, Any]:
 def same_candidates(levels: dict[str, dict]) -> list[str]:
     """Where the levels made different NaturalFinger sets, choose ``ours`` at every level among
     the sets all of them made (by validation ARUC, as the rule says), so that the trend follows
-    one choice rule over one candidate list. Returns that list."""
+    one choice rule over one candidate list; each level keeps its own choice among all of its
+    sets as ``ours_of_its_own_sets``. Returns that list."""
     names = [
         {n for n in level["sets"] if n.startswith("naturalfinger")} for level in levels.values()
     ]
@@ -158,6 +159,7 @@ def same_candidates(levels: dict[str, dict]) -> list[str]:
         validation = {
             n: {"validation": {"aruc": level["sets"][n]["validation_aruc"]}} for n in common
         }
+        level.setdefault("ours_of_its_own_sets", level["ours"])
         level.update(verdict(level["sets"], choose_ours(validation)))
     return common
 
@@ -267,7 +269,11 @@ def markdown(record: dict[str, Any]) -> str:
                 f"{_number(s.get('negatives_accuracy_rate_corr'))} |"
             )
         verdict = "above" if level["ours_interval_above_every_baseline"] else "not above"
-        lines += ["", f"Ours' interval is {verdict} every baseline's point estimate.", ""]
+        lines += ["", f"Ours' interval is {verdict} every baseline's point estimate."]
+        own = level.get("ours_of_its_own_sets", level["ours"])
+        if own != level["ours"]:
+            lines += [f"Of all of this level's own sets, validation ARUC chooses {own}."]
+        lines += [""]
     return "\n".join(lines)
 
 

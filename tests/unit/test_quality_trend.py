@@ -96,10 +96,13 @@ def test_levels_with_different_sets_choose_ours_among_the_shared_ones(
     first = level_row({**metrics, **kept}, 0.77, {})
     assert first["ours"] == best
     # the second level made only `other`: both levels then choose among `other` alone
-    lower = {**first, "sets": {k: v for k, v in first["sets"].items() if k != best}}
+    lower = {**first, "ours": other, "sets": {k: v for k, v in first["sets"].items() if k != best}}
     levels = {"cpu": first, "lq": lower}
     assert same_candidates(levels) == [other]
     assert first["ours"] == lower["ours"] == other
+    assert first["ours_of_its_own_sets"] == best and lower["ours_of_its_own_sets"] == other
+    record = {"command": "x", "machine": {"cpu_model": "cpu"}, "levels": levels}
+    assert f"validation ARUC chooses {best}" in markdown(record)
     assert first["best_baseline"] == "metafinger"
     with pytest.raises(ValueError, match="share no NaturalFinger set"):
         same_candidates({"a": first, "b": {**first, "sets": {"akh": first["sets"]["akh"]}}})
