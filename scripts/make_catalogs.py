@@ -520,7 +520,8 @@ PROFILES["cpu40_hq"] = {
 # with every schedule that trains from scratch or distils (the source's included) halved, and
 # nothing else changed: the same architectures, widths and stems, so a latent step costs what
 # it costs at cpu40 and quality is the only thing that moves. The higher level above needs
-# about 30 h of two-core training (benchmarks/quality_trend/results/builds/cpu40_hq_forecast.md).
+# about 107,000 slot-seconds of training, at least 15 h on two cores
+# (benchmarks/quality_trend/results/builds/cpu40_hq_forecast.md).
 _LQ_SCALE = 0.5
 
 PROFILES["cpu40_lq"] = {
